@@ -1,0 +1,115 @@
+//! `misbehave`: a deliberately hostile plugin for the host's sandbox tests.
+//!
+//! By the payload's `type`: `spin` loops forever, `grow` allocates (and
+//! touches) memory without bound, `trap` panics (a wasm trap), `invalid` and
+//! `transient` return those errors. Anything else is echoed back as one
+//! output (action `echo`, routed by event) and bumps the counter under state
+//! key `count` (decimal ASCII), so tests can see state survive.
+#![cfg_attr(target_arch = "wasm32", no_std)]
+
+extern crate alloc;
+
+#[cfg(target_arch = "wasm32")]
+mod component;
+
+use alloc::string::String;
+use alloc::vec;
+use alloc::vec::Vec;
+
+use serde::Deserialize;
+use turnstile_protocol::{HandleError, Output, Routing, Store};
+
+/// The service this plugin claims to be.
+pub const SERVICE: &str = "misbehave";
+/// Nominal consumed action; the plugin ignores the action it is given.
+pub const CONSUMES: &[&str] = &["misbehave"];
+/// Actions it may emit to.
+pub const EMITS: &[&str] = &[ECHO];
+/// The action of echoed payloads.
+pub const ECHO: &str = "echo";
+/// The state key of the echo counter.
+pub const COUNT_KEY: &[u8] = b"count";
+
+#[derive(Deserialize)]
+struct Probe {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+}
+
+/// Handles one message as described in the crate docs. Only `invalid`,
+/// `transient` and echo return; do not call `spin`, `grow` or `trap` natively.
+pub fn handle<S: Store + ?Sized>(
+    store: &mut S,
+    event_id: u64,
+    action: &str,
+    payload: &[u8],
+) -> Result<Vec<Output>, HandleError> {
+    let _ = (event_id, action);
+    let kind = serde_json::from_slice::<Probe>(payload).ok().and_then(|p| p.kind);
+    match kind.as_deref() {
+        Some("spin") => spin(),
+        Some("grow") => grow(),
+        Some("trap") => panic!("trap requested"),
+        Some("invalid") => Err(HandleError::Invalid("invalid requested".into())),
+        Some("transient") => Err(HandleError::Transient("transient requested".into())),
+        _ => Ok(echo(store, payload)),
+    }
+}
+
+fn spin() -> ! {
+    let mut n = 0u64;
+    loop {
+        // black_box keeps the loop from being optimised into something else.
+        n = core::hint::black_box(n.wrapping_add(1));
+    }
+}
+
+fn grow() -> ! {
+    let mut hoard: Vec<Vec<u8>> = Vec::new();
+    loop {
+        let mut chunk = vec![0u8; 1 << 20];
+        // Write every page so the memory is really committed.
+        for i in (0..chunk.len()).step_by(4096) {
+            chunk[i] = 1;
+        }
+        hoard.push(core::hint::black_box(chunk));
+    }
+}
+
+fn echo<S: Store + ?Sized>(store: &mut S, payload: &[u8]) -> Vec<Output> {
+    let count = store.get(COUNT_KEY).and_then(|v| core::str::from_utf8(&v).ok()?.parse::<u64>().ok()).unwrap_or(0) + 1;
+    store.put(COUNT_KEY, alloc::format!("{count}").as_bytes());
+    vec![Output { action: ECHO.into(), routing: Routing::Event, payload: payload.to_vec(), critical: false }]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use turnstile_protocol::MemoryStore;
+
+    #[test]
+    fn echoes_and_counts() {
+        let mut s = MemoryStore::new();
+        for (i, payload) in [&b"raw bytes"[..], br#"{"type":"hello"}"#, b"{}"].iter().enumerate() {
+            let out = handle(&mut s, 1, "misbehave", payload).unwrap();
+            assert_eq!(out.len(), 1);
+            assert_eq!((out[0].action.as_str(), &out[0].routing), (ECHO, &Routing::Event));
+            assert_eq!(out[0].payload, *payload);
+            assert_eq!(s.map[COUNT_KEY], format!("{}", i + 1).into_bytes());
+        }
+    }
+
+    #[test]
+    fn errors_on_request() {
+        let mut s = MemoryStore::new();
+        assert!(matches!(handle(&mut s, 1, "x", br#"{"type":"invalid"}"#), Err(HandleError::Invalid(_))));
+        assert!(matches!(handle(&mut s, 1, "x", br#"{"type":"transient"}"#), Err(HandleError::Transient(_))));
+        assert!(s.map.is_empty());
+    }
+
+    #[test]
+    #[should_panic(expected = "trap requested")]
+    fn trap_panics() {
+        let _ = handle(&mut MemoryStore::new(), 1, "x", br#"{"type":"trap"}"#);
+    }
+}

@@ -1,0 +1,33 @@
+//! The contract shared by the Turnstile host and its plugins (DOMAIN.md §4).
+//!
+//! - [`messages`]: serde types for every message, internally tagged by `type`.
+//! - [`names`]: service and action names.
+//! - [`plugin`]: the plain-Rust mirror of the WIT world ([`Store`], [`Output`],
+//!   [`Routing`], [`HandleError`]) so plugin logic runs natively and in wasm.
+//! - [`rules`]: booking validation shared by both services.
+//! - [`codec`]: a tiny binary writer/reader for compact plugin state.
+//!
+//! `no_std` + `alloc`; the `std` feature only switches serde to std. The
+//! `guest` feature (wasm32 only) supplies the runtime a `no_std` component
+//! needs, so each plugin's glue holds nothing but its bindings.
+#![cfg_attr(not(test), no_std)]
+
+extern crate alloc;
+
+pub mod codec;
+#[cfg(all(feature = "guest", target_arch = "wasm32"))]
+mod guest;
+pub mod messages;
+pub mod names;
+pub mod plugin;
+pub mod rules;
+pub mod seat;
+
+pub use messages::{
+    BookingCommand, BookingStatus, BookingStatusChanged, CancelBooking, ConfigureSubsection, CreateBooking,
+    FinalizeSeats, PayBooking, ReleaseSeats, ReservationFailed, ReserveSeats, SeatCommand, SeatResult,
+    SeatSelectionMode, SeatsReleased, SeatsReserved, SeatsSold,
+};
+pub use names::*;
+pub use plugin::{HandleError, LogLevel, MemoryStore, Output, Routing, Store};
+pub use seat::{ParseSeatError, SeatPosition};
