@@ -1,0 +1,331 @@
+//! The connection admin commands share: an rdkafka `AdminClient` for topic
+//! and group changes, a `BaseConsumer` for metadata, watermarks and group
+//! listings, and a small current-thread tokio runtime that drives the admin
+//! futures (each is a oneshot answered by librdkafka's own thread).
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::time::Duration;
+
+use rdkafka::admin::{AdminClient, AdminOptions, GroupResult, NewTopic, ResourceSpecifier, TopicResult};
+use rdkafka::client::ClientContext;
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::error::KafkaError;
+use rdkafka::{Offset, TopicPartitionList};
+use serde::Serialize;
+
+use super::{AdminError, Unreachable};
+use crate::config::Config;
+
+/// Routes librdkafka's own logging to `debug` (visible with `-v`): admin
+/// commands report every failure through their results, and a connection
+/// refused would otherwise be logged once per retry.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct QuietContext;
+
+impl ClientContext for QuietContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        tracing::debug!(target: "librdkafka", ?level, "{fac} {message}");
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        tracing::debug!(target: "librdkafka", "{error}: {reason}");
+    }
+}
+
+impl ConsumerContext for QuietContext {}
+
+/// A consumer group as the brokers list it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GroupSummary {
+    pub name: String,
+    /// `Stable`, `Empty`, `PreparingRebalance`, `CompletingRebalance`, `Dead`.
+    pub state: String,
+    pub members: Vec<GroupMember>,
+}
+
+/// One member of a consumer group and the partitions assigned to it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GroupMember {
+    pub member_id: String,
+    pub client_id: String,
+    pub host: String,
+    /// `(topic, partition)` pairs; empty when the assignment is not in the
+    /// classic consumer protocol format.
+    pub assignment: Vec<(String, i32)>,
+}
+
+/// A connection to the cluster named by `kafka.bootstrap`.
+pub struct Cluster {
+    admin: AdminClient<QuietContext>,
+    consumer: BaseConsumer<QuietContext>,
+    runtime: tokio::runtime::Runtime,
+    config: ClientConfig,
+    bootstrap: String,
+    timeout: Duration,
+}
+
+impl Cluster {
+    /// Connects and checks that the bootstrap answers a metadata request
+    /// within `kafka.request_timeout_ms`.
+    pub fn connect(config: &Config) -> Result<Cluster, Unreachable> {
+        let kafka = &config.kafka;
+        let timeout = Duration::from_millis(kafka.request_timeout_ms);
+        let unreachable = |reason: String| Unreachable {
+            bootstrap: kafka.bootstrap.clone(),
+            timeout_ms: kafka.request_timeout_ms,
+            reason,
+        };
+        let client_config = base_config(&kafka.bootstrap, kafka.request_timeout_ms);
+        let admin: AdminClient<QuietContext> = client_config
+            .create_with_context(QuietContext)
+            .map_err(|e| unreachable(format!("creating the admin client: {e}")))?;
+        let consumer: BaseConsumer<QuietContext> = client_config
+            .create_with_context(QuietContext)
+            .map_err(|e| unreachable(format!("creating the metadata client: {e}")))?;
+        consumer.fetch_metadata(None, timeout).map_err(|e| unreachable(e.to_string()))?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .map_err(|e| unreachable(format!("starting the admin runtime: {e}")))?;
+        Ok(Cluster { admin, consumer, runtime, config: client_config, bootstrap: kafka.bootstrap.clone(), timeout })
+    }
+
+    /// The configured bootstrap address.
+    pub fn bootstrap(&self) -> &str {
+        &self.bootstrap
+    }
+
+    /// The per-request timeout (`kafka.request_timeout_ms`).
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// Every topic in the cluster with its partition count, internal ones
+    /// included (callers filter by name).
+    pub fn topics(&self) -> Result<BTreeMap<String, i32>, AdminError> {
+        let metadata = self
+            .consumer
+            .fetch_metadata(None, self.timeout)
+            .map_err(|source| AdminError::Kafka { op: "listing topics", source })?;
+        Ok(metadata
+            .topics()
+            .iter()
+            .filter(|t| t.error().is_none())
+            .map(|t| (t.name().to_owned(), t.partitions().len() as i32))
+            .collect())
+    }
+
+    /// Topics whose every partition has a leader, with their partition
+    /// counts: the ones a producer can write to now.
+    pub fn ready_topics(&self) -> Result<BTreeMap<String, i32>, AdminError> {
+        let metadata = self
+            .consumer
+            .fetch_metadata(None, self.timeout)
+            .map_err(|source| AdminError::Kafka { op: "reading metadata", source })?;
+        Ok(metadata
+            .topics()
+            .iter()
+            .filter(|t| t.error().is_none() && !t.partitions().is_empty())
+            .filter(|t| t.partitions().iter().all(|p| p.error().is_none() && p.leader() >= 0))
+            .map(|t| (t.name().to_owned(), t.partitions().len() as i32))
+            .collect())
+    }
+
+    /// Every consumer group with its state and members.
+    pub fn groups(&self) -> Result<Vec<GroupSummary>, AdminError> {
+        let list = self
+            .consumer
+            .fetch_group_list(None, self.timeout)
+            .map_err(|source| AdminError::Kafka { op: "listing consumer groups", source })?;
+        let mut groups: Vec<GroupSummary> = list
+            .groups()
+            .iter()
+            .map(|g| GroupSummary {
+                name: g.name().to_owned(),
+                state: g.state().to_owned(),
+                members: g
+                    .members()
+                    .iter()
+                    .map(|m| GroupMember {
+                        member_id: m.id().to_owned(),
+                        client_id: m.client_id().to_owned(),
+                        host: m.client_host().to_owned(),
+                        assignment: m.assignment().and_then(parse_assignment).unwrap_or_default(),
+                    })
+                    .collect(),
+            })
+            .collect();
+        groups.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(groups)
+    }
+
+    /// `(low, high)` watermarks of one partition.
+    pub fn watermarks(&self, topic: &str, partition: i32) -> Result<(i64, i64), AdminError> {
+        self.consumer
+            .fetch_watermarks(topic, partition, self.timeout)
+            .map_err(|source| AdminError::Kafka { op: "reading end offsets", source })
+    }
+
+    /// The offsets `group` committed for `partitions` (`None`: nothing
+    /// committed). Reads them with a consumer that never joins the group.
+    pub fn committed(&self, group: &str, partitions: &[(String, i32)]) -> Result<Vec<Option<i64>>, AdminError> {
+        let op = "reading committed offsets";
+        let mut config = self.config.clone();
+        config.set("group.id", group).set("enable.auto.commit", "false");
+        let consumer: BaseConsumer<QuietContext> =
+            config.create_with_context(QuietContext).map_err(|source| AdminError::Kafka { op, source })?;
+        let mut tpl = TopicPartitionList::new();
+        for (topic, partition) in partitions {
+            tpl.add_partition(topic, *partition);
+        }
+        let committed =
+            consumer.committed_offsets(tpl, self.timeout).map_err(|source| AdminError::Kafka { op, source })?;
+        Ok(partitions
+            .iter()
+            .map(|(topic, partition)| match committed.find_partition(topic, *partition).map(|e| e.offset()) {
+                Some(Offset::Offset(offset)) if offset >= 0 => Some(offset),
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// Creates topics in one request; the broker waits up to the timeout
+    /// for them to exist before it answers.
+    pub fn create_topics(&self, topics: &[NewTopic<'_>]) -> Result<Vec<TopicResult>, AdminError> {
+        let op = "creating topics";
+        if topics.is_empty() {
+            return Ok(Vec::new());
+        }
+        let future = self.admin.create_topics(topics, &self.options());
+        self.block_on(op, future)?.map_err(|source| AdminError::Kafka { op, source })
+    }
+
+    /// Deletes topics in one request (the broker finishes asynchronously).
+    pub fn delete_topics(&self, topics: &[&str]) -> Result<Vec<TopicResult>, AdminError> {
+        let op = "deleting topics";
+        if topics.is_empty() {
+            return Ok(Vec::new());
+        }
+        let future = self.admin.delete_topics(topics, &self.options());
+        self.block_on(op, future)?.map_err(|source| AdminError::Kafka { op, source })
+    }
+
+    /// Deletes consumer groups in one request; groups with members fail with
+    /// `NonEmptyGroup`.
+    pub fn delete_groups(&self, groups: &[&str]) -> Result<Vec<GroupResult>, AdminError> {
+        let op = "deleting consumer groups";
+        if groups.is_empty() {
+            return Ok(Vec::new());
+        }
+        let future = self.admin.delete_groups(groups, &self.options());
+        self.block_on(op, future)?.map_err(|source| AdminError::Kafka { op, source })
+    }
+
+    /// A topic's configuration as the broker reports it (defaults included).
+    pub fn topic_config(&self, topic: &str) -> Result<BTreeMap<String, String>, AdminError> {
+        let op = "describing topic configuration";
+        let resource = ResourceSpecifier::Topic(topic);
+        let future = self.admin.describe_configs([&resource], &self.options());
+        let results = self.block_on(op, future)?.map_err(|source| AdminError::Kafka { op, source })?;
+        let mut out = BTreeMap::new();
+        for result in results {
+            let resource = result.map_err(|code| AdminError::Kafka { op, source: KafkaError::AdminOp(code) })?;
+            out.extend(resource.entries.into_iter().filter_map(|e| Some((e.name, e.value?))));
+        }
+        Ok(out)
+    }
+
+    fn options(&self) -> AdminOptions {
+        AdminOptions::new().request_timeout(Some(self.timeout)).operation_timeout(Some(self.timeout))
+    }
+
+    /// Drives an admin future; librdkafka answers within the request
+    /// timeout, the extra margin only guards against a lost answer.
+    fn block_on<T>(&self, op: &'static str, future: impl Future<Output = T>) -> Result<T, AdminError> {
+        let limit = self.timeout * 2 + Duration::from_secs(1);
+        self.runtime
+            .block_on(async { tokio::time::timeout(limit, future).await })
+            .map_err(|_| AdminError::Timeout { op, timeout_ms: limit.as_millis() as u64 })
+    }
+}
+
+/// Client settings shared by every admin connection.
+fn base_config(bootstrap: &str, timeout_ms: u64) -> ClientConfig {
+    // librdkafka caps socket.timeout.ms at 300 s.
+    let socket_ms = timeout_ms.clamp(10, 300_000).to_string();
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", bootstrap)
+        .set("client.id", "turnstile-admin")
+        .set("socket.timeout.ms", &socket_ms)
+        .set("socket.connection.setup.timeout.ms", &socket_ms)
+        .set("allow.auto.create.topics", "false");
+    config
+}
+
+/// Decodes a member assignment in the classic consumer protocol:
+/// `version: i16, [topic: string16, [partition: i32]], user_data: bytes`.
+pub fn parse_assignment(bytes: &[u8]) -> Option<Vec<(String, i32)>> {
+    let mut r = Reader(bytes);
+    let _version = r.i16()?;
+    let topics = r.i32()?;
+    let mut out = Vec::new();
+    for _ in 0..topics.max(0) {
+        let len = usize::try_from(r.i16()?).ok()?;
+        let topic = String::from_utf8(r.take(len)?.to_vec()).ok()?;
+        let partitions = r.i32()?;
+        for _ in 0..partitions.max(0) {
+            out.push((topic.clone(), r.i32()?));
+        }
+    }
+    Some(out)
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        if self.0.len() < n {
+            return None;
+        }
+        let (head, tail) = self.0.split_at(n);
+        self.0 = tail;
+        Some(head)
+    }
+
+    fn i16(&mut self) -> Option<i16> {
+        self.take(2).map(|b| i16::from_be_bytes([b[0], b[1]]))
+    }
+
+    fn i32(&mut self) -> Option<i32> {
+        self.take(4).map(|b| i32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn assignment_decodes_the_classic_protocol() {
+        let mut bytes = vec![0, 1, 0, 0, 0, 2];
+        for (topic, parts) in [("a", &[0i32, 3][..]), ("bb", &[7i32][..])] {
+            bytes.extend_from_slice(&(topic.len() as i16).to_be_bytes());
+            bytes.extend_from_slice(topic.as_bytes());
+            bytes.extend_from_slice(&(parts.len() as i32).to_be_bytes());
+            for p in parts {
+                bytes.extend_from_slice(&p.to_be_bytes());
+            }
+        }
+        bytes.extend_from_slice(&[0xff, 0xff, 0xff, 0xff]);
+        assert_eq!(parse_assignment(&bytes), Some(vec![("a".into(), 0), ("a".into(), 3), ("bb".into(), 7)]));
+    }
+
+    #[test]
+    fn truncated_assignment_is_none() {
+        assert_eq!(parse_assignment(&[0, 1, 0, 0, 0, 1, 0, 5, b'a']), None);
+        assert_eq!(parse_assignment(&[]), None);
+    }
+}

@@ -1,0 +1,96 @@
+//! Everything that talks to the Kafka admin API: provisioning, reset, status.
+//!
+//! [`Cluster`] is the one connection the commands share; the submodules hold
+//! one job each and return plain reports the command line prints.
+
+mod client;
+pub mod provision;
+pub mod reset;
+pub mod status;
+mod table;
+
+pub use client::{Cluster, GroupMember, GroupSummary, parse_assignment};
+
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+
+use crate::config::Config;
+
+/// The partition count of one existing topic (connects with `config`).
+pub fn partition_count(config: &Config, topic: &str) -> Result<i32, AdminError> {
+    let cluster = Cluster::connect(config)?;
+    cluster.topics()?.get(topic).copied().ok_or_else(|| AdminError::NoSuchTopic(topic.to_owned()))
+}
+
+/// The bootstrap did not answer a metadata request in time (exit code 2:
+/// the configuration points somewhere Kafka is not).
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "Kafka is unreachable at kafka.bootstrap = {bootstrap} (no metadata within {timeout_ms} ms: {reason}); \
+     start a broker (scripts/local-kafka start) or set kafka.bootstrap / --bootstrap"
+)]
+pub struct Unreachable {
+    /// The configured `kafka.bootstrap`.
+    pub bootstrap: String,
+    /// The `kafka.request_timeout_ms` that applied.
+    pub timeout_ms: u64,
+    /// What librdkafka reported.
+    pub reason: String,
+}
+
+/// A failed admin operation.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    /// A Kafka request failed; `op` says which.
+    #[error("{op}")]
+    Kafka {
+        op: &'static str,
+        #[source]
+        source: KafkaError,
+    },
+    /// The cluster could not be reached (the source is [`Unreachable`], so
+    /// the command line still exits with 2).
+    #[error("connecting to Kafka")]
+    Connect(#[from] Unreachable),
+    /// A topic that must exist does not.
+    #[error("topic {0} does not exist (provision the event first)")]
+    NoSuchTopic(String),
+    /// A request did not complete within the request timeout.
+    #[error("{op}: no answer within {timeout_ms} ms")]
+    Timeout { op: &'static str, timeout_ms: u64 },
+    /// Topics of the event already exist with another partition count.
+    #[error("{}", describe_mismatches(.0))]
+    PartitionMismatch(Vec<PartitionMismatch>),
+    /// The broker refused to create topics.
+    #[error("creating topics failed: {}", describe_codes(.0))]
+    CreateTopics(Vec<(String, RDKafkaErrorCode)>),
+    /// Created topics did not show up in the metadata in time.
+    #[error("topics not ready within {timeout_ms} ms: {}", .topics.join(", "))]
+    NotReady { topics: Vec<String>, timeout_ms: u64 },
+    /// The async runtime that drives admin requests could not start.
+    #[error("starting the admin runtime: {0}")]
+    Runtime(#[source] std::io::Error),
+}
+
+/// A topic whose partition count differs from the requested one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionMismatch {
+    pub topic: String,
+    pub expected: i32,
+    pub actual: i32,
+}
+
+fn describe_mismatches(list: &[PartitionMismatch]) -> String {
+    let items: Vec<String> = list.iter().map(|m| format!("{} has {}", m.topic, m.actual)).collect();
+    format!(
+        "existing topics have another partition count than the requested {}: {} \
+         (delete the event with `turnstile reset`, or provision with --partitions {})",
+        list.first().map_or(0, |m| m.expected),
+        items.join("; "),
+        list.first().map_or(0, |m| m.actual)
+    )
+}
+
+fn describe_codes(list: &[(String, RDKafkaErrorCode)]) -> String {
+    let items: Vec<String> = list.iter().map(|(topic, code)| format!("{topic}: {code}")).collect();
+    items.join("; ")
+}

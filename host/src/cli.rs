@@ -1,0 +1,193 @@
+//! Command-line arguments. Every flag that is also configuration is applied
+//! as the highest figment layer (see `turnstile::config`).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Turnstile: exactly-once event ticketing on Kafka, with business logic in
+/// WebAssembly plugins.
+///
+/// Start a local broker with `scripts/local-kafka start`, provision an event
+/// with `turnstile provision --event 1 --seating examples/default.json`, and
+/// run the services with `turnstile run`. `turnstile config` shows the
+/// effective configuration and where each value came from.
+#[derive(Debug, Parser)]
+#[command(name = "turnstile", version, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Flags every subcommand accepts.
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Configuration file [default: ./turnstile.toml if it exists].
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Kafka bootstrap servers, overriding `kafka.bootstrap`.
+    #[arg(long, global = true, value_name = "HOST:PORT")]
+    pub bootstrap: Option<String>,
+    /// More logging (-v debug, -vv trace); `TURNSTILE_LOG` takes a full filter.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print the effective configuration as TOML, with where each value came from.
+    Config(ConfigArgs),
+    /// Show which partition each section maps to, or the load of a seating chart.
+    Partitions(PartitionsArgs),
+    /// Create every topic of an event and optionally publish its seating chart.
+    Provision(ProvisionArgs),
+    /// Delete the topics and consumer groups of every unprotected event.
+    Reset(ResetArgs),
+    /// Show an event's topics, consumer groups and lag.
+    Status(StatusArgs),
+    /// Publish JSON lines to an event topic with the host's partitioning.
+    Publish(PublishArgs),
+    /// Feed messages through a plugin without Kafka and print its outputs.
+    Replay(ReplayArgs),
+    /// Run one instance of a service until SIGTERM or SIGINT.
+    Run(RunArgs),
+    /// The main job: provision an event, run both services, sell it out, print a summary.
+    Sellout(SelloutArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ConfigArgs {}
+
+#[derive(Debug, Args)]
+pub struct PartitionsArgs {
+    /// Event id.
+    #[arg(long)]
+    pub event: u64,
+    /// Partition count [default: kafka.partitions].
+    #[arg(long)]
+    pub partitions: Option<i32>,
+    /// A section to map (repeatable).
+    #[arg(long = "section", value_name = "S")]
+    pub sections: Vec<String>,
+    /// A seating chart whose load per partition to analyse.
+    #[arg(long, value_name = "FILE")]
+    pub seating: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ProvisionArgs {
+    /// Event id.
+    #[arg(long)]
+    pub event: u64,
+    /// Partitions per topic [default: kafka.partitions].
+    #[arg(long)]
+    pub partitions: Option<i32>,
+    /// Replication factor [default: kafka.replication_factor].
+    #[arg(long)]
+    pub replication: Option<i32>,
+    /// Seating chart to publish as `configure_subsection` commands.
+    #[arg(long, value_name = "FILE")]
+    pub seating: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ResetArgs {
+    /// Event ids to keep (repeatable) [default: 1].
+    #[arg(long = "protect", value_name = "ID")]
+    pub protect: Vec<u64>,
+    /// Show what would be deleted and delete nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Do not ask for confirmation.
+    #[arg(long)]
+    pub yes: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Only this event [default: every event found].
+    #[arg(long)]
+    pub event: Option<u64>,
+    /// Machine-readable output.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PublishArgs {
+    /// Event id.
+    #[arg(long)]
+    pub event: u64,
+    /// Topic action, e.g. `booking-command`.
+    #[arg(long)]
+    pub action: String,
+    /// JSON lines to publish (`-` for stdin).
+    #[arg(long, value_name = "FILE.jsonl")]
+    pub file: PathBuf,
+    /// Partition count of the topic [default: read from the broker].
+    #[arg(long)]
+    pub partitions: Option<i32>,
+}
+
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// The plugin component (`.wasm`).
+    #[arg(long, value_name = "FILE.wasm")]
+    pub plugin: PathBuf,
+    /// Event id the messages belong to.
+    #[arg(long)]
+    pub event: u64,
+    /// Input messages, one JSON object per line.
+    #[arg(long, value_name = "FILE.jsonl")]
+    pub input: PathBuf,
+    /// Partition count used for routing [default: kafka.partitions].
+    #[arg(long)]
+    pub partitions: Option<i32>,
+    /// Start from this state snapshot (JSON).
+    #[arg(long, value_name = "FILE")]
+    pub state_in: Option<PathBuf>,
+    /// Write the final state snapshot here (JSON).
+    #[arg(long, value_name = "FILE")]
+    pub state_out: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// `ticketing-service` or `seat-reservation-service` [default: service.name].
+    #[arg(long)]
+    pub service: Option<String>,
+    /// Event id [default: service.event_id, or EVENT_ID].
+    #[arg(long)]
+    pub event: Option<u64>,
+    /// The plugin component to run.
+    #[arg(long, value_name = "FILE.wasm")]
+    pub plugin: Option<PathBuf>,
+    /// Instance id within the service's group [default: service.consumer_instance_id].
+    #[arg(long)]
+    pub instance: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct SelloutArgs {
+    /// Event id [default: a fresh one].
+    #[arg(long)]
+    pub event: Option<u64>,
+    /// Booking commands to send [default: 1.2 × the seats of the chart].
+    #[arg(long)]
+    pub bookings: Option<usize>,
+    /// Seating chart [default: sections A–J, 10 subsections of 25 × 20 seats].
+    #[arg(long, value_name = "FILE")]
+    pub seating: Option<PathBuf>,
+    /// Directory holding turnstile_reservation.wasm and turnstile_ticketing.wasm
+    /// [default: target/wasm32-wasip2/release].
+    #[arg(long, value_name = "DIR")]
+    pub plugin_dir: Option<PathBuf>,
+    /// Seed of the booking plan [default: the event id].
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Give up when no status arrives for this many seconds.
+    #[arg(long, default_value_t = 60)]
+    pub idle_timeout: u64,
+}

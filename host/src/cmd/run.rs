@@ -1,0 +1,65 @@
+//! `turnstile run`: one service instance, until SIGTERM or SIGINT.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::Context;
+use turnstile::config::Overrides;
+use turnstile::plugin::{EngineSettings, PluginEngine};
+use turnstile::runner::{Identity, Runner};
+
+use crate::cli::{GlobalArgs, RunArgs};
+
+pub fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
+    let mut overrides = Overrides::default();
+    overrides
+        .set("service.name", args.service.clone())
+        .set("service.event_id", args.event)
+        .set("service.consumer_instance_id", args.instance.clone());
+    let config = super::load_config(global, overrides)?.config;
+    let service = config
+        .service
+        .name
+        .clone()
+        .ok_or_else(|| super::UsageError("which service? give --service or set service.name".into()))?;
+    let event_id =
+        config.service.event_id.ok_or_else(|| super::UsageError("which event? give --event or set EVENT_ID".into()))?;
+    let plugin_path = args.plugin.clone().ok_or_else(|| super::UsageError("give --plugin FILE.wasm".into()))?;
+
+    let engine = PluginEngine::new(EngineSettings::from_config(&config.plugin))?;
+    let plugin = engine
+        .load_file(&plugin_path)
+        .map_err(|e| super::UsageError(format!("plugin {}: {e}", plugin_path.display())))?;
+    let identity = Identity::from_config(&config, &service, event_id);
+    let runner = Runner::new(&config, identity, &plugin).context("cannot start the service")?;
+
+    let shutdown = Arc::new(AtomicBool::new(false));
+    let flag = shutdown.clone();
+    let worker = std::thread::Builder::new().name(format!("{service}-runner")).spawn(move || runner.run(&flag))?;
+
+    wait_for_signal(&shutdown, &worker)?;
+    let metrics = worker.join().map_err(|_| anyhow::anyhow!("the runner thread panicked"))??;
+    tracing::info!(?metrics, "stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Blocks until SIGTERM/SIGINT (then asks the runner to stop) or until the
+/// runner ends by itself.
+fn wait_for_signal<T>(shutdown: &AtomicBool, worker: &std::thread::JoinHandle<T>) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        let mut ticker = tokio::time::interval(std::time::Duration::from_millis(200));
+        loop {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => break,
+                _ = term.recv() => break,
+                _ = ticker.tick() => if worker.is_finished() { return Ok(()) },
+            }
+        }
+        tracing::info!("signal received; finishing the open transaction");
+        shutdown.store(true, Ordering::Relaxed);
+        Ok(())
+    })
+}

@@ -1,0 +1,520 @@
+//! Configuration: built-in defaults < `turnstile.toml` (or `--config FILE`) <
+//! environment < command-line flags, merged with figment.
+//!
+//! Environment: `TURNSTILE_{SECTION}__{KEY}` (e.g. `TURNSTILE_KAFKA__BOOTSTRAP`),
+//! plus the seed's variables (`KAFKA_BOOTSTRAP_SERVERS`, `EVENT_ID`,
+//! `CONSUMER_GROUP_ID`, `KAFKA_CONSUMER_INSTANCE_ID`,
+//! `KAFKA_PRODUCER_INSTANCE_ID`), which `TURNSTILE_*` overrides. Only
+//! `TURNSTILE_` variables with a `__` are configuration, so that scripts can
+//! keep their own `TURNSTILE_CACHE`-style variables.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::value::{Dict, Map, Value};
+use figment::{Figment, Metadata, Profile, Provider};
+use serde::{Deserialize, Serialize};
+
+/// The file read when `--config` is not given (if it exists).
+pub const DEFAULT_FILE: &str = "turnstile.toml";
+
+/// The whole configuration.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub kafka: KafkaConfig,
+    pub producer: ProducerConfig,
+    pub service: ServiceConfig,
+    pub runner: RunnerConfig,
+    pub plugin: PluginConfig,
+}
+
+/// Where the cluster is and how an event's topics are shaped.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaConfig {
+    /// `host:port[,host:port…]`.
+    pub bootstrap: String,
+    /// Partitions of every event topic.
+    pub partitions: i32,
+    /// Replication factor of event topics (1 locally, 3 on the compose cluster).
+    pub replication_factor: i32,
+    /// `min.insync.replicas` of event topics.
+    pub min_insync_replicas: i32,
+    /// How long admin and metadata requests may take.
+    pub request_timeout_ms: u64,
+}
+
+/// Producer settings (DOMAIN.md §6); `extra` passes any other librdkafka
+/// property through unchanged.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProducerConfig {
+    pub linger_ms: u32,
+    pub batch_size: u32,
+    pub batch_num_messages: u32,
+    pub compression_type: String,
+    pub socket_send_buffer_bytes: u32,
+    pub enable_idempotence: bool,
+    pub acks: String,
+    /// librdkafka's local queue: `queue.buffering.max.messages`.
+    pub queue_max_messages: u32,
+    pub extra: BTreeMap<String, String>,
+}
+
+/// Which service instance this process is.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServiceConfig {
+    /// `ticketing-service` or `seat-reservation-service` (for `run`).
+    pub name: Option<String>,
+    pub event_id: Option<u64>,
+    /// Overrides the group name of DOMAIN.md §2 (seed: `CONSUMER_GROUP_ID`).
+    #[serde(deserialize_with = "text::optional")]
+    pub group_id: Option<String>,
+    /// Distinguishes instances of one service (seed: `KAFKA_CONSUMER_INSTANCE_ID`).
+    #[serde(deserialize_with = "text::required")]
+    pub consumer_instance_id: String,
+    /// Suffix of the transactional id (seed: `KAFKA_PRODUCER_INSTANCE_ID`);
+    /// defaults to the consumer instance id.
+    #[serde(deserialize_with = "text::optional")]
+    pub producer_instance_id: Option<String>,
+}
+
+/// The consume → plugin → produce loop.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RunnerConfig {
+    /// A transaction commits at least this often while messages flow.
+    pub commit_interval_ms: u64,
+    /// … or when it holds this many input messages.
+    pub max_batch: usize,
+    /// Retries of a `transient` plugin error before the message is dead-lettered.
+    pub max_retries: u32,
+    /// First retry delay; doubles on each retry.
+    pub retry_backoff_ms: u64,
+    /// Bound on a graceful shutdown.
+    pub shutdown_timeout_ms: u64,
+}
+
+/// The WebAssembly sandbox.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PluginConfig {
+    /// Per-message deadline; a plugin past it is interrupted.
+    pub deadline_ms: u64,
+    /// Linear-memory cap per plugin instance.
+    pub memory_limit_mib: u64,
+    /// Where compiled components are cached.
+    pub cache_dir: PathBuf,
+    /// The deployment directory (`DIR/SERVICE/current`).
+    pub plugins_dir: PathBuf,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        KafkaConfig {
+            bootstrap: "127.0.0.1:9092".into(),
+            partitions: 10,
+            replication_factor: 1,
+            min_insync_replicas: 1,
+            request_timeout_ms: 10_000,
+        }
+    }
+}
+
+impl Default for ProducerConfig {
+    fn default() -> Self {
+        ProducerConfig {
+            linger_ms: 50,
+            batch_size: 524_288,
+            batch_num_messages: 1000,
+            compression_type: "lz4".into(),
+            socket_send_buffer_bytes: 1_048_576,
+            enable_idempotence: true,
+            acks: "all".into(),
+            queue_max_messages: 100_000,
+            extra: BTreeMap::new(),
+        }
+    }
+}
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        ServiceConfig {
+            name: None,
+            event_id: None,
+            group_id: None,
+            consumer_instance_id: "1".into(),
+            producer_instance_id: None,
+        }
+    }
+}
+
+impl Default for RunnerConfig {
+    fn default() -> Self {
+        RunnerConfig {
+            commit_interval_ms: 100,
+            max_batch: 1000,
+            max_retries: 3,
+            retry_backoff_ms: 50,
+            shutdown_timeout_ms: 10_000,
+        }
+    }
+}
+
+impl Default for PluginConfig {
+    fn default() -> Self {
+        let cache_root = std::env::var_os("XDG_CACHE_HOME")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+            .unwrap_or_else(std::env::temp_dir);
+        PluginConfig {
+            deadline_ms: 1000,
+            memory_limit_mib: 64,
+            cache_dir: cache_root.join("turnstile").join("compiled"),
+            plugins_dir: PathBuf::from(".turnstile/plugins"),
+        }
+    }
+}
+
+/// Identifiers that the environment may spell as numbers (`INSTANCE_ID=2`),
+/// which figment would otherwise read as integers.
+mod text {
+    use serde::{Deserialize, Deserializer};
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Text {
+        String(String),
+        Unsigned(u64),
+        Signed(i64),
+    }
+
+    impl From<Text> for String {
+        fn from(t: Text) -> String {
+            match t {
+                Text::String(s) => s,
+                Text::Unsigned(n) => n.to_string(),
+                Text::Signed(n) => n.to_string(),
+            }
+        }
+    }
+
+    pub fn required<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+        Text::deserialize(d).map(String::from)
+    }
+
+    pub fn optional<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+        Option::<Text>::deserialize(d).map(|t| t.map(String::from))
+    }
+}
+
+/// A configuration that cannot be used, naming the key and the reason.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("invalid configuration: {0}")]
+    Parse(Box<figment::Error>),
+    #[error("invalid configuration: {key}: {reason}")]
+    Invalid { key: String, reason: String },
+    #[error("invalid configuration: config file {0} does not exist")]
+    MissingFile(PathBuf),
+}
+
+impl ConfigError {
+    fn invalid(key: &str, reason: impl Into<String>) -> Self {
+        ConfigError::Invalid { key: key.to_owned(), reason: reason.into() }
+    }
+}
+
+/// Values given on the command line, the highest layer. Flags the user did
+/// not pass are absent, so they never mask a lower layer.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides(Dict);
+
+impl Overrides {
+    /// Sets `section.key` (e.g. `kafka.bootstrap`) if `value` is `Some`.
+    pub fn set<T: Serialize>(&mut self, path: &str, value: Option<T>) -> &mut Self {
+        let Some(value) = value else { return self };
+        let Ok(value) = Value::serialize(value) else { return self };
+        let (section, key) = path.split_once('.').unwrap_or((path, ""));
+        let entry = self.0.entry(section.to_owned()).or_insert_with(|| Value::from(Dict::new()));
+        if let Value::Dict(_, dict) = entry {
+            dict.insert(key.to_owned(), value);
+        }
+        self
+    }
+}
+
+impl Provider for Overrides {
+    fn metadata(&self) -> Metadata {
+        Metadata::named("command-line flag")
+    }
+
+    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
+        Ok(Profile::Default.collect(self.0.clone()))
+    }
+}
+
+/// The merged configuration and the figment it came from (for provenance).
+pub struct Loaded {
+    pub config: Config,
+    figment: Figment,
+}
+
+impl Loaded {
+    /// Loads and validates the configuration. `file` is `--config`: a named
+    /// file must exist, the default `turnstile.toml` is optional.
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Self, ConfigError> {
+        let toml = match file {
+            Some(path) if !path.exists() => return Err(ConfigError::MissingFile(path.to_owned())),
+            Some(path) => Toml::file_exact(path),
+            None => Toml::file(DEFAULT_FILE),
+        };
+        let figment = Figment::from(Serialized::defaults(Config::default()))
+            .merge(toml)
+            .merge(seed_env())
+            .merge(Env::prefixed("TURNSTILE_").filter(|k| k.as_str().contains("__")).split("__"))
+            .merge(overrides.clone());
+        let config: Config = figment.extract().map_err(|e| ConfigError::Parse(Box::new(e)))?;
+        config.validate()?;
+        Ok(Loaded { config, figment })
+    }
+
+    /// Every leaf key with its value and the layer it came from, sorted by key.
+    pub fn provenance(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        if let Ok(Value::Dict(_, root)) = Value::serialize(&self.config) {
+            collect_leaves("", &root, &mut out);
+        }
+        out.into_iter()
+            .map(|key| {
+                let source = self.figment.find_metadata(&key).map(describe_source).unwrap_or_else(|| "default".into());
+                (key, source)
+            })
+            .collect()
+    }
+}
+
+fn collect_leaves(prefix: &str, dict: &Dict, out: &mut Vec<String>) {
+    for (key, value) in dict {
+        let path = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
+        match value {
+            Value::Dict(_, inner) if !inner.is_empty() => collect_leaves(&path, inner, out),
+            _ => out.push(path),
+        }
+    }
+}
+
+fn describe_source(meta: &Metadata) -> String {
+    if meta.name == std::any::type_name::<Config>() {
+        return "default".into();
+    }
+    match &meta.source {
+        Some(source) => format!("{} ({source})", meta.name),
+        None => meta.name.to_string(),
+    }
+}
+
+/// The original Python system's variable names.
+fn seed_env() -> Env {
+    Env::raw()
+        .only(&[
+            "KAFKA_BOOTSTRAP_SERVERS",
+            "EVENT_ID",
+            "CONSUMER_GROUP_ID",
+            "KAFKA_CONSUMER_INSTANCE_ID",
+            "KAFKA_PRODUCER_INSTANCE_ID",
+        ])
+        .map(|key| {
+            match key.as_str().to_ascii_uppercase().as_str() {
+                "KAFKA_BOOTSTRAP_SERVERS" => "kafka.bootstrap",
+                "EVENT_ID" => "service.event_id",
+                "CONSUMER_GROUP_ID" => "service.group_id",
+                "KAFKA_CONSUMER_INSTANCE_ID" => "service.consumer_instance_id",
+                _ => "service.producer_instance_id",
+            }
+            .into()
+        })
+}
+
+impl Config {
+    /// Range checks that the types alone cannot express.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let k = &self.kafka;
+        if k.bootstrap.split(',').any(|addr| !is_host_port(addr.trim())) {
+            return Err(ConfigError::invalid(
+                "kafka.bootstrap",
+                format!("{:?} is not a comma-separated list of host:port", k.bootstrap),
+            ));
+        }
+        check_range("kafka.partitions", i64::from(k.partitions), 1, 10_000)?;
+        check_range("kafka.replication_factor", i64::from(k.replication_factor), 1, 32)?;
+        check_range("kafka.min_insync_replicas", i64::from(k.min_insync_replicas), 1, 32)?;
+        if k.min_insync_replicas > k.replication_factor {
+            return Err(ConfigError::invalid(
+                "kafka.min_insync_replicas",
+                format!("{} is larger than kafka.replication_factor ({})", k.min_insync_replicas, k.replication_factor),
+            ));
+        }
+        check_range("kafka.request_timeout_ms", k.request_timeout_ms as i64, 100, 600_000)?;
+        let p = &self.producer;
+        check_range("producer.linger_ms", i64::from(p.linger_ms), 0, 900_000)?;
+        check_range("producer.batch_size", i64::from(p.batch_size), 1, 2_147_483_647)?;
+        check_range("producer.batch_num_messages", i64::from(p.batch_num_messages), 1, 1_000_000)?;
+        check_range("producer.queue_max_messages", i64::from(p.queue_max_messages), 1, 2_147_483_647)?;
+        if !["none", "gzip", "snappy", "lz4", "zstd"].contains(&p.compression_type.as_str()) {
+            return Err(ConfigError::invalid(
+                "producer.compression_type",
+                format!("{:?} is not one of none, gzip, snappy, lz4, zstd", p.compression_type),
+            ));
+        }
+        if !["all", "-1", "0", "1"].contains(&p.acks.as_str()) {
+            return Err(ConfigError::invalid("producer.acks", format!("{:?} is not one of all, 0, 1", p.acks)));
+        }
+        if let Some(name) = &self.service.name
+            && !crate::naming::SERVICES.contains(&name.as_str())
+        {
+            return Err(ConfigError::invalid(
+                "service.name",
+                format!("{name:?} is not one of {}", crate::naming::SERVICES.join(", ")),
+            ));
+        }
+        if self.service.consumer_instance_id.is_empty() {
+            return Err(ConfigError::invalid("service.consumer_instance_id", "must not be empty"));
+        }
+        let r = &self.runner;
+        check_range("runner.commit_interval_ms", r.commit_interval_ms as i64, 1, 60_000)?;
+        check_range("runner.max_batch", r.max_batch as i64, 1, 1_000_000)?;
+        check_range("runner.max_retries", i64::from(r.max_retries), 0, 100)?;
+        check_range("runner.shutdown_timeout_ms", r.shutdown_timeout_ms as i64, 100, 600_000)?;
+        let w = &self.plugin;
+        check_range("plugin.deadline_ms", w.deadline_ms as i64, 1, 600_000)?;
+        check_range("plugin.memory_limit_mib", w.memory_limit_mib as i64, 1, 4096)?;
+        Ok(())
+    }
+
+    /// The effective configuration as TOML.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_default()
+    }
+}
+
+fn check_range(key: &str, value: i64, min: i64, max: i64) -> Result<(), ConfigError> {
+    if (min..=max).contains(&value) {
+        Ok(())
+    } else {
+        Err(ConfigError::invalid(key, format!("{value} is out of range {min}..={max}")))
+    }
+}
+
+fn is_host_port(addr: &str) -> bool {
+    match addr.rsplit_once(':') {
+        Some((host, port)) => !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0),
+        None => false,
+    }
+}
+
+#[cfg(test)]
+// figment's test jail returns its large error type by design.
+#[allow(clippy::result_large_err)]
+mod tests {
+    use super::*;
+    use figment::Jail;
+
+    fn load(overrides: &Overrides) -> Result<Config, ConfigError> {
+        Loaded::load(None, overrides).map(|l| l.config)
+    }
+
+    #[test]
+    fn defaults_follow_the_seed() {
+        Jail::expect_with(|_| {
+            let c = load(&Overrides::default()).unwrap();
+            assert_eq!(c.producer.linger_ms, 50);
+            assert_eq!(c.producer.batch_size, 524_288);
+            assert_eq!(c.producer.compression_type, "lz4");
+            assert_eq!(c.kafka.partitions, 10);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn layers_override_in_order() {
+        Jail::expect_with(|jail| {
+            jail.create_file(DEFAULT_FILE, "[kafka]\npartitions = 4\nbootstrap = \"file:1\"\n")?;
+            jail.set_env("KAFKA_BOOTSTRAP_SERVERS", "seed:2");
+            let c = load(&Overrides::default()).unwrap();
+            assert_eq!(c.kafka.partitions, 4);
+            assert_eq!(c.kafka.bootstrap, "seed:2");
+            jail.set_env("TURNSTILE_KAFKA__BOOTSTRAP", "env:3");
+            assert_eq!(load(&Overrides::default()).unwrap().kafka.bootstrap, "env:3");
+            let mut flags = Overrides::default();
+            flags.set("kafka.bootstrap", Some("flag:4"));
+            let loaded = Loaded::load(None, &flags).unwrap();
+            assert_eq!(loaded.config.kafka.bootstrap, "flag:4");
+            let sources: BTreeMap<_, _> = loaded.provenance().into_iter().collect();
+            assert_eq!(sources["kafka.bootstrap"], "command-line flag");
+            assert!(sources["kafka.partitions"].contains(DEFAULT_FILE), "{}", sources["kafka.partitions"]);
+            assert_eq!(sources["producer.linger_ms"], "default");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn seed_variables_are_understood() {
+        Jail::expect_with(|jail| {
+            jail.set_env("EVENT_ID", "7");
+            jail.set_env("CONSUMER_GROUP_ID", "g");
+            jail.set_env("KAFKA_CONSUMER_INSTANCE_ID", "2");
+            jail.set_env("KAFKA_PRODUCER_INSTANCE_ID", "producer-12345");
+            let c = load(&Overrides::default()).unwrap();
+            assert_eq!(c.service.event_id, Some(7));
+            assert_eq!(c.service.group_id.as_deref(), Some("g"));
+            assert_eq!(c.service.consumer_instance_id, "2");
+            assert_eq!(c.service.producer_instance_id.as_deref(), Some("producer-12345"));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn bad_configuration_names_the_key() {
+        Jail::expect_with(|jail| {
+            jail.create_file(DEFAULT_FILE, "[kafka]\npartitionz = 4\n")?;
+            let err = load(&Overrides::default()).unwrap_err().to_string();
+            assert!(err.contains("partitionz"), "{err}");
+
+            jail.create_file(DEFAULT_FILE, "[kafka]\npartitions = \"ten\"\n")?;
+            let err = load(&Overrides::default()).unwrap_err().to_string();
+            assert!(err.contains("partitions"), "{err}");
+
+            jail.create_file(DEFAULT_FILE, "[kafka]\npartitions = 0\n")?;
+            let err = load(&Overrides::default()).unwrap_err().to_string();
+            assert!(err.contains("kafka.partitions") && err.contains("out of range"), "{err}");
+
+            jail.create_file(DEFAULT_FILE, "")?;
+            jail.set_env("TURNSTILE_RUNNER__MAX_BATCH", "-1");
+            let err = load(&Overrides::default()).unwrap_err().to_string();
+            assert!(err.to_lowercase().contains("runner.max_batch"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn bootstrap_must_be_host_port() {
+        let mut c = Config::default();
+        c.kafka.bootstrap = "localhost".into();
+        assert!(c.validate().unwrap_err().to_string().contains("kafka.bootstrap"));
+        c.kafka.bootstrap = "a:1,b:2".into();
+        assert!(c.validate().is_ok());
+    }
+
+    #[test]
+    fn script_variables_are_not_configuration() {
+        Jail::expect_with(|jail| {
+            jail.set_env("TURNSTILE_CACHE", "/tmp/x");
+            assert!(load(&Overrides::default()).is_ok());
+            Ok(())
+        });
+    }
+}

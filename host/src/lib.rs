@@ -1,0 +1,17 @@
+//! Turnstile: an exactly-once Kafka stream processor for event ticketing whose
+//! business logic runs as WebAssembly components.
+//!
+//! The library is split by the job each part does; `ARCHITECTURE.md` at the
+//! repository root shows how a message flows through them.
+
+pub mod admin;
+pub mod config;
+pub mod naming;
+pub mod partition;
+pub mod plugin;
+pub mod publisher;
+pub mod routing;
+pub mod runner;
+pub mod seating;
+pub mod sellout;
+pub mod state;

@@ -1,0 +1,98 @@
+//! The compiled-code cache: `{cache_dir}/{sha256}-{engine hash}.cwasm`.
+//!
+//! Compiling a component takes tens of milliseconds per 100 KB; loading its
+//! serialized form takes a fraction of one. An entry is named by the hash of
+//! the component bytes and of the engine's settings, so it can only be
+//! reused by an engine that produces identical code for identical input.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use sha2::{Digest, Sha256};
+use wasmtime::Engine;
+use wasmtime::component::Component;
+
+/// The cache file of a component.
+pub fn entry_path(dir: &Path, sha256: &str, compat_hash: &str) -> PathBuf {
+    dir.join(format!("{sha256}-{compat_hash}.cwasm"))
+}
+
+/// Loads a cached entry; `None` when it is absent or unusable (a corrupt
+/// or foreign entry is recompiled, not fatal).
+///
+/// The entry is read into memory rather than mapped with
+/// `Component::deserialize_file`: a mapped file that someone truncates or
+/// rewrites in place kills the process with SIGBUS the next time a page of
+/// it is touched, and the copy costs about a millisecond per megabyte.
+pub fn load(engine: &Engine, path: &Path) -> Option<Component> {
+    let bytes = match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(err) => {
+            tracing::warn!(path = %path.display(), "cannot read compiled-code cache entry: {err}");
+            return None;
+        }
+    };
+    let Some(code) = verified(&bytes) else {
+        tracing::warn!(path = %path.display(), "ignoring corrupt compiled-code cache entry (checksum mismatch)");
+        return None;
+    };
+    // SAFETY: `deserialize` trusts its input to be wasmtime's own
+    // serialization, since it becomes executable code. `code` is exactly what
+    // `Component::serialize` wrote into the host's private cache directory:
+    // the SHA-256 trailer rules out truncation and bit rot, and wasmtime
+    // itself still checks the header, its version and the engine settings.
+    match unsafe { Component::deserialize(engine, code) } {
+        Ok(component) => Some(component),
+        Err(err) => {
+            tracing::warn!(path = %path.display(), "ignoring unusable compiled-code cache entry: {err:#}");
+            None
+        }
+    }
+}
+
+/// The serialized component of an entry whose trailer (SHA-256 of the rest)
+/// matches.
+fn verified(entry: &[u8]) -> Option<&[u8]> {
+    let split = entry.len().checked_sub(TRAILER)?;
+    let (code, trailer) = entry.split_at(split);
+    (Sha256::digest(code).as_slice() == trailer).then_some(code)
+}
+
+/// Length of the checksum trailer.
+const TRAILER: usize = 32;
+
+/// Stores a compiled component. Failures are logged: the cache only saves
+/// time, it never decides whether a plugin loads.
+pub fn store(component: &Component, path: &Path) {
+    if let Err(err) = try_store(component, path) {
+        tracing::warn!(path = %path.display(), "cannot write compiled-code cache entry: {err:#}");
+    }
+}
+
+fn try_store(component: &Component, path: &Path) -> anyhow::Result<()> {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let bytes = component.serialize().map_err(|e| anyhow::anyhow!("{e:#}"))?;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    // A unique temporary name per process and call: concurrent writers of
+    // the same entry each rename a complete file, and the last one wins.
+    let tmp = dir.join(format!(
+        ".{}.{}.{}.tmp",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("entry"),
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    let result = (|| {
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(&bytes)?;
+        file.write_all(&Sha256::digest(&bytes))?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    Ok(result?)
+}

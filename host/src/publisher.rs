@@ -1,0 +1,239 @@
+//! The batched publisher: JSON values to an explicit partition with the seed's
+//! producer settings (DOMAIN.md §6).
+//!
+//! `publish` is fire-and-forget: it hands the record to librdkafka's queue and
+//! returns without waiting on the network, so throughput comes from large
+//! batches (`linger.ms`, `batch.size`). When the queue is full it waits for
+//! room instead of dropping. Delivery outcomes arrive on librdkafka's poll
+//! thread and are counted; failures are logged with topic and partition.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use rdkafka::ClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+
+use crate::config::Config;
+
+/// How long `publish` waits for room in a full queue before giving up.
+const QUEUE_FULL_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A publishing failure.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error("cannot create Kafka producer: {0}")]
+    Create(#[source] KafkaError),
+    #[error("cannot publish to {topic}[{partition}]: {source}")]
+    Send {
+        topic: String,
+        partition: i32,
+        #[source]
+        source: KafkaError,
+    },
+    #[error("flush did not complete within {0:?}: {1}")]
+    Flush(Duration, #[source] KafkaError),
+    #[error("{failed} message(s) failed delivery; see the log for topics and reasons")]
+    Undelivered { failed: u64 },
+}
+
+/// Counts of delivery outcomes since the publisher was created.
+#[derive(Debug, Default)]
+pub struct PublishStats {
+    delivered: AtomicU64,
+    failed: AtomicU64,
+}
+
+impl PublishStats {
+    pub fn delivered(&self) -> u64 {
+        self.delivered.load(Ordering::Relaxed)
+    }
+    pub fn failed(&self) -> u64 {
+        self.failed.load(Ordering::Relaxed)
+    }
+}
+
+/// librdkafka context that counts and logs delivery reports.
+pub struct DeliveryCounter {
+    stats: Arc<PublishStats>,
+}
+
+impl ClientContext for DeliveryCounter {}
+
+impl ProducerContext for DeliveryCounter {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        match result {
+            Ok(_) => {
+                self.stats.delivered.fetch_add(1, Ordering::Relaxed);
+            }
+            Err((err, msg)) => {
+                use rdkafka::Message;
+                self.stats.failed.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(topic = msg.topic(), partition = msg.partition(), error = %err, "delivery failed");
+            }
+        }
+    }
+}
+
+/// One record to publish.
+#[derive(Debug, Clone, Copy)]
+pub struct Record<'a> {
+    pub topic: &'a str,
+    pub partition: i32,
+    pub key: &'a str,
+    pub payload: &'a [u8],
+    pub headers: &'a [(&'a str, &'a [u8])],
+}
+
+/// The librdkafka producer properties for `config` (DOMAIN.md §6 plus
+/// `producer.extra`). The transactional runner starts from these too.
+pub fn producer_properties(config: &Config) -> ClientConfig {
+    let p = &config.producer;
+    let mut cc = ClientConfig::new();
+    cc.set("bootstrap.servers", &config.kafka.bootstrap)
+        .set("linger.ms", p.linger_ms.to_string())
+        .set("batch.size", p.batch_size.to_string())
+        .set("batch.num.messages", p.batch_num_messages.to_string())
+        .set("compression.type", &p.compression_type)
+        .set("socket.send.buffer.bytes", p.socket_send_buffer_bytes.to_string())
+        .set("enable.idempotence", p.enable_idempotence.to_string())
+        .set("acks", &p.acks)
+        .set("queue.buffering.max.messages", p.queue_max_messages.to_string())
+        // Never silently drop on a slow broker: retry until the delivery timeout.
+        .set("message.timeout.ms", "300000");
+    for (key, value) in &p.extra {
+        cc.set(key, value);
+    }
+    cc
+}
+
+/// A fire-and-forget publisher with back-pressure; see the module docs.
+pub struct Publisher {
+    producer: ThreadedProducer<DeliveryCounter>,
+    stats: Arc<PublishStats>,
+}
+
+impl Publisher {
+    /// A publisher with the configured producer settings.
+    pub fn new(config: &Config) -> Result<Self, PublishError> {
+        Self::from_properties(producer_properties(config))
+    }
+
+    /// A publisher from explicit librdkafka properties.
+    pub fn from_properties(properties: ClientConfig) -> Result<Self, PublishError> {
+        let stats = Arc::new(PublishStats::default());
+        let producer =
+            properties.create_with_context(DeliveryCounter { stats: stats.clone() }).map_err(PublishError::Create)?;
+        Ok(Publisher { producer, stats })
+    }
+
+    /// Queues `payload` for `topic[partition]` under `key`; returns as soon as
+    /// librdkafka holds it, waiting only while its queue is full.
+    pub fn publish(&self, topic: &str, partition: i32, key: &str, payload: &[u8]) -> Result<(), PublishError> {
+        self.send(Record { topic, partition, key, payload, headers: &[] })
+    }
+
+    /// Like [`publish`](Self::publish), then flushes: for critical messages
+    /// that must not wait for the next batch.
+    pub fn publish_critical(
+        &self,
+        topic: &str,
+        partition: i32,
+        key: &str,
+        payload: &[u8],
+        timeout: Duration,
+    ) -> Result<(), PublishError> {
+        self.publish(topic, partition, key, payload)?;
+        self.flush(timeout)
+    }
+
+    /// Queues one record with headers; see [`publish`](Self::publish).
+    pub fn send(&self, record: Record<'_>) -> Result<(), PublishError> {
+        let mut base = BaseRecord::to(record.topic).partition(record.partition).key(record.key).payload(record.payload);
+        if !record.headers.is_empty() {
+            let headers = record
+                .headers
+                .iter()
+                .fold(OwnedHeaders::new(), |h, (key, value)| h.insert(Header { key, value: Some(*value) }));
+            base = base.headers(headers);
+        }
+        self.enqueue(base)
+    }
+
+    /// Queues a record with a binary key and an optional value (`None` is a
+    /// tombstone): for changelogs.
+    pub fn send_raw(&self, topic: &str, partition: i32, key: &[u8], value: Option<&[u8]>) -> Result<(), PublishError> {
+        let mut base: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic).partition(partition).key(key);
+        if let Some(value) = value {
+            base = base.payload(value);
+        }
+        self.enqueue(base)
+    }
+
+    /// Hands a record to librdkafka, waiting while its queue is full: the poll
+    /// thread drains it as the broker acknowledges.
+    fn enqueue<K, P>(&self, mut base: BaseRecord<'_, K, P>) -> Result<(), PublishError>
+    where
+        K: rdkafka::message::ToBytes + ?Sized,
+        P: rdkafka::message::ToBytes + ?Sized,
+    {
+        let started = Instant::now();
+        loop {
+            match self.producer.send(base) {
+                Ok(()) => return Ok(()),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned))
+                    if started.elapsed() < QUEUE_FULL_TIMEOUT =>
+                {
+                    base = returned;
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err((source, returned)) => {
+                    return Err(PublishError::Send {
+                        topic: returned.topic.to_owned(),
+                        partition: returned.partition.unwrap_or(-1),
+                        source,
+                    });
+                }
+            }
+        }
+    }
+
+    /// The underlying producer, for transaction calls.
+    pub fn producer(&self) -> &ThreadedProducer<DeliveryCounter> {
+        &self.producer
+    }
+
+    /// Waits until every queued message is delivered or failed, then reports
+    /// failures seen since creation.
+    pub fn flush(&self, timeout: Duration) -> Result<(), PublishError> {
+        self.producer.flush(timeout).map_err(|e| PublishError::Flush(timeout, e))?;
+        match self.stats.failed() {
+            0 => Ok(()),
+            failed => Err(PublishError::Undelivered { failed }),
+        }
+    }
+
+    /// Delivery counters.
+    pub fn stats(&self) -> &PublishStats {
+        &self.stats
+    }
+
+    /// Messages queued in librdkafka and not yet acknowledged.
+    pub fn in_flight(&self) -> i32 {
+        self.producer.in_flight_count()
+    }
+}
+
+impl Drop for Publisher {
+    fn drop(&mut self) {
+        // Shutdown must not lose what was published fire-and-forget.
+        if let Err(err) = self.producer.flush(Duration::from_secs(30)) {
+            tracing::warn!(error = %err, in_flight = self.producer.in_flight_count(), "publisher dropped before every message was delivered");
+        }
+    }
+}

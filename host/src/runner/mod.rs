@@ -1,0 +1,447 @@
+//! The exactly-once loop of one service instance: consume with
+//! `read_committed`, call the plugin once per message, produce its outputs,
+//! and commit outputs, state changes and input offsets in one Kafka
+//! transaction. ARCHITECTURE.md walks through it.
+
+pub mod dlq;
+pub mod metrics;
+mod rebalance;
+pub mod transaction;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rdkafka::Message as _;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{BorrowedMessage, Headers};
+use rdkafka::producer::Producer;
+
+use crate::config::Config;
+use crate::naming;
+use crate::plugin::{HandleError, Header, LoadedPlugin, Message, PluginError, PluginInstance, StateAccess};
+use crate::publisher::{PublishError, Publisher, Record, producer_properties};
+use crate::routing::{self, Destination};
+use crate::state::ServiceState;
+use dlq::DeadLetter;
+use metrics::{Metrics, MetricsSnapshot};
+use rebalance::{RunnerContext, Shared, lock};
+use transaction::{Transaction, TxnError};
+
+/// Why a runner stopped abnormally.
+#[derive(Debug, thiserror::Error)]
+pub enum RunnerError {
+    #[error("Kafka: {0}")]
+    Kafka(#[from] KafkaError),
+    #[error(transparent)]
+    Publish(#[from] PublishError),
+    #[error(transparent)]
+    Plugin(#[from] PluginError),
+    #[error(transparent)]
+    Transaction(#[from] TxnError),
+    #[error(
+        "event {event_id} is not provisioned: topic {topic} does not exist (run `turnstile provision --event {event_id}`)"
+    )]
+    NotProvisioned { event_id: u64, topic: String },
+    #[error("plugin {plugin_service:?} cannot run as {service:?}")]
+    WrongService { service: String, plugin_service: String },
+    #[error("{0}")]
+    Rebalance(String),
+}
+
+/// Which instance of which service to run.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub service: String,
+    pub event_id: u64,
+    pub group_id: String,
+    pub instance_id: String,
+    pub transactional_id: String,
+}
+
+impl Identity {
+    /// The identity from configuration (DOMAIN.md §2 names unless overridden).
+    pub fn from_config(config: &Config, service: &str, event_id: u64) -> Self {
+        let s = &config.service;
+        let instance_id = s.consumer_instance_id.clone();
+        let producer_instance = s.producer_instance_id.clone().unwrap_or_else(|| instance_id.clone());
+        Identity {
+            service: service.to_owned(),
+            event_id,
+            group_id: s.group_id.clone().unwrap_or_else(|| naming::consumer_group(event_id, service)),
+            transactional_id: naming::transactional_id(service, event_id, &producer_instance),
+            instance_id,
+        }
+    }
+}
+
+/// The plugin state as plugins see it: the runner's [`ServiceState`], shared
+/// with the rebalance hooks.
+#[derive(Clone, Default)]
+pub struct SharedState(Arc<Mutex<ServiceState>>);
+
+impl StateAccess for SharedState {
+    fn get(&mut self, key: &[u8]) -> Option<Vec<u8>> {
+        lock(&self.0).get(key)
+    }
+    fn put(&mut self, key: &[u8], value: &[u8]) {
+        lock(&self.0).put(key, value)
+    }
+    fn delete(&mut self, key: &[u8]) {
+        lock(&self.0).delete(key)
+    }
+}
+
+/// One running service instance.
+pub struct Runner {
+    consumer: BaseConsumer<RunnerContext>,
+    /// Input topic name → action, for the topics this instance consumes.
+    inputs: HashMap<String, String>,
+    worker: Worker,
+}
+
+/// Everything but the consumer, so that a polled message can borrow the
+/// consumer while the worker handles it.
+struct Worker {
+    config: Config,
+    identity: Identity,
+    shared: Arc<Mutex<Shared>>,
+    state: SharedState,
+    instance: PluginInstance<SharedState>,
+    plugin_version: String,
+    /// Partition count of every topic of the event.
+    partitions: HashMap<String, i32>,
+    dlq_topic: String,
+    metrics: Arc<Metrics>,
+}
+
+impl Runner {
+    /// Checks the plugin, connects, fences older instances with the same
+    /// transactional id, and subscribes. Consumes nothing yet.
+    pub fn new(config: &Config, identity: Identity, plugin: &LoadedPlugin) -> Result<Self, RunnerError> {
+        let manifest = plugin.manifest();
+        if manifest.service != identity.service {
+            return Err(RunnerError::WrongService {
+                service: identity.service.clone(),
+                plugin_service: manifest.service.clone(),
+            });
+        }
+        let event_id = identity.event_id;
+        let partitions = topic_partitions(config, event_id)?;
+        let changelog_topic = naming::changelog_topic(event_id, &identity.service).to_string();
+
+        let mut producer_config = producer_properties(config);
+        producer_config
+            .set("transactional.id", &identity.transactional_id)
+            // A dead instance's open transaction blocks readers (and state
+            // restore) until the broker aborts it after this long.
+            .set("transaction.timeout.ms", "15000")
+            .set("message.timeout.ms", "15000")
+            .set("client.id", format!("{}-{}", identity.service, identity.instance_id));
+        let producer = Publisher::from_properties(producer_config)?;
+        let timeout = Duration::from_millis(config.kafka.request_timeout_ms.max(30_000));
+        producer.producer().init_transactions(timeout)?;
+
+        let state = SharedState::default();
+        let shared = Arc::new(Mutex::new(Shared {
+            txn: Transaction::new(producer, changelog_topic.clone(), timeout),
+            state: state.0.clone(),
+            fatal: None,
+        }));
+        let context = RunnerContext {
+            shared: shared.clone(),
+            bootstrap: config.kafka.bootstrap.clone(),
+            changelog_topic,
+            restore_timeout: Duration::from_secs(120),
+        };
+        let consumer: BaseConsumer<RunnerContext> = ClientConfig::new()
+            .set("bootstrap.servers", &config.kafka.bootstrap)
+            .set("group.id", &identity.group_id)
+            .set("client.id", format!("{}-{}", identity.service, identity.instance_id))
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("isolation.level", "read_committed")
+            .set("auto.offset.reset", "earliest")
+            // Range assignment gives partition p of every input topic to one
+            // instance, because all of an event's topics have the same count.
+            .set("partition.assignment.strategy", "range")
+            .set("session.timeout.ms", "10000")
+            .set("heartbeat.interval.ms", "1000")
+            .create_with_context(context)?;
+        let inputs: HashMap<String, String> =
+            naming::input_topics(event_id, &identity.service).into_iter().map(|t| (t.to_string(), t.action)).collect();
+        let topics: Vec<&str> = inputs.keys().map(String::as_str).collect();
+        consumer.subscribe(&topics)?;
+
+        let instance = PluginInstance::new(plugin, state.clone())?;
+        Ok(Runner {
+            consumer,
+            inputs,
+            worker: Worker {
+                config: config.clone(),
+                dlq_topic: naming::dlq_topic(event_id, &identity.service).to_string(),
+                identity,
+                shared,
+                state,
+                instance,
+                plugin_version: manifest.version.clone(),
+                partitions,
+                metrics: Arc::new(Metrics::default()),
+            },
+        })
+    }
+
+    /// The instance's counters, shared for reporting.
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.worker.metrics.clone()
+    }
+
+    /// Runs until `shutdown` is set, then commits the open transaction and
+    /// leaves the group.
+    pub fn run(mut self, shutdown: &AtomicBool) -> Result<MetricsSnapshot, RunnerError> {
+        let Runner { consumer, inputs, worker: w } = &mut self;
+        let interval = Duration::from_millis(w.config.runner.commit_interval_ms);
+        let max_batch = w.config.runner.max_batch;
+        let mut last_report = Instant::now();
+        tracing::info!(
+            service = %w.identity.service,
+            event = w.identity.event_id,
+            group = %w.identity.group_id,
+            transactional_id = %w.identity.transactional_id,
+            plugin_version = %w.plugin_version,
+            "runner started"
+        );
+        while !shutdown.load(Ordering::Relaxed) {
+            if let Some(reason) = lock(&w.shared).fatal.take() {
+                return Err(RunnerError::Rebalance(reason));
+            }
+            // A critical output commits as soon as no more input is waiting:
+            // at once when idle, with the messages already fetched under load.
+            let critical = lock(&w.shared).txn.is_critical();
+            let wait = if critical {
+                Duration::ZERO
+            } else {
+                lock(&w.shared).txn.time_left(interval).clamp(Duration::from_millis(1), Duration::from_millis(100))
+            };
+            let idle = match consumer.poll(wait) {
+                None => true,
+                Some(Ok(message)) => {
+                    if let Some(action) = inputs.get(message.topic()) {
+                        w.process(action, &message)?;
+                    }
+                    false
+                }
+                Some(Err(err)) => {
+                    tracing::warn!(error = %err, "consumer error");
+                    true
+                }
+            };
+            let due = lock(&w.shared).txn.is_due(interval, max_batch) || (critical && idle);
+            if due {
+                w.commit(consumer)?;
+            }
+            if last_report.elapsed() >= Duration::from_secs(10) {
+                last_report = Instant::now();
+                let m = w.metrics.snapshot();
+                tracing::info!(
+                    processed = m.processed,
+                    failed = m.failed,
+                    dead_lettered = m.dead_lettered,
+                    retried = m.retried,
+                    commits = m.transactions_committed,
+                    aborts = m.transactions_aborted,
+                    "progress"
+                );
+            }
+        }
+        self.shutdown()
+    }
+
+    /// Commits what is open, leaves the group and flushes.
+    fn shutdown(mut self) -> Result<MetricsSnapshot, RunnerError> {
+        tracing::info!("shutting down: committing the open transaction");
+        self.worker.commit(&self.consumer)?;
+        // Leaving the group runs the revoke hook, which has nothing left to commit.
+        self.consumer.unsubscribe();
+        let _ = self.consumer.poll(Duration::from_millis(100));
+        let m = self.worker.metrics.snapshot();
+        tracing::info!(
+            processed = m.processed,
+            failed = m.failed,
+            dead_lettered = m.dead_lettered,
+            commits = m.transactions_committed,
+            "runner stopped"
+        );
+        Ok(m)
+    }
+}
+
+impl Worker {
+    /// Handles one input message inside the open transaction.
+    fn process(&mut self, action: &str, message: &BorrowedMessage<'_>) -> Result<(), RunnerError> {
+        let topic = message.topic();
+        let partition = message.partition();
+        let offset = message.offset();
+        let headers_owned: Vec<(String, Vec<u8>)> = message
+            .headers()
+            .map(|hs| hs.iter().map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec())).collect())
+            .unwrap_or_default();
+        let headers: Vec<Header<'_>> = headers_owned.iter().map(|(k, v)| Header { key: k, value: v }).collect();
+        let key = message.key().and_then(|k| std::str::from_utf8(k).ok());
+        let plugin_message = Message {
+            topic,
+            partition,
+            offset,
+            key,
+            payload: message.payload().unwrap_or_default(),
+            headers: &headers,
+            timestamp: message.timestamp().to_millis(),
+            event_id: self.identity.event_id,
+            action,
+        };
+
+        lock(&self.state.0).select(partition);
+        let outcome = self.handle_with_retries(&plugin_message).and_then(|outputs| {
+            outputs
+                .iter()
+                .map(|o| {
+                    let partitions = self.partitions_for(&o.action);
+                    routing::route(self.identity.event_id, &self.identity.service, o, partitions)
+                        .map(|d| (d, o))
+                        .map_err(|e| HandleError::Invalid(format!("plugin output cannot be routed: {e}")))
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map(|routed| routed.into_iter().map(|(d, o)| (d, o.payload.clone(), o.critical)).collect::<Vec<_>>())
+        });
+
+        let mut shared = lock(&self.shared);
+        let txn = &mut shared.txn;
+        txn.ensure_open()?;
+        match outcome {
+            Ok(outputs) => {
+                lock(&self.state.0).accept_message();
+                for (Destination { topic, partition, key }, payload, critical) in &outputs {
+                    txn.send(Record { topic, partition: *partition, key, payload, headers: &[] })?;
+                    if *critical {
+                        txn.mark_critical();
+                    }
+                }
+                Metrics::add(&self.metrics.processed, 1);
+                Metrics::add(&self.metrics.produced, outputs.len() as u64);
+            }
+            Err(error) => {
+                lock(&self.state.0).reject_message();
+                tracing::warn!(topic, partition, offset, kind = error.kind(), reason = %error.reason(), "message dead-lettered");
+                let letter = DeadLetter {
+                    error: &error,
+                    plugin_service: &self.identity.service,
+                    plugin_version: &self.plugin_version,
+                    topic,
+                    partition,
+                    offset,
+                };
+                let mut dlq_headers: Vec<(String, Vec<u8>)> = headers_owned.clone();
+                dlq_headers.extend(letter.headers().into_iter().map(|(k, v)| (k.to_owned(), v.into_bytes())));
+                let header_refs: Vec<(&str, &[u8])> =
+                    dlq_headers.iter().map(|(k, v)| (k.as_str(), v.as_slice())).collect();
+                let dlq_partitions = self.partitions.get(&self.dlq_topic).copied().unwrap_or(1);
+                txn.send(Record {
+                    topic: &self.dlq_topic,
+                    partition: partition.min(dlq_partitions - 1),
+                    key: key.unwrap_or_default(),
+                    payload: plugin_message.payload,
+                    headers: &header_refs,
+                })?;
+                Metrics::add(&self.metrics.failed, 1);
+                Metrics::add(&self.metrics.dead_lettered, 1);
+            }
+        }
+        txn.record_input(topic, partition, offset);
+        Ok(())
+    }
+
+    /// Calls the plugin, retrying `transient` failures with doubling backoff.
+    fn handle_with_retries(&mut self, message: &Message<'_>) -> Result<Vec<crate::plugin::Output>, HandleError> {
+        let mut backoff = Duration::from_millis(self.config.runner.retry_backoff_ms);
+        let mut retries = 0;
+        loop {
+            match self.instance.handle(message) {
+                Err(HandleError::Transient(reason)) if retries < self.config.runner.max_retries => {
+                    lock(&self.state.0).reject_message();
+                    retries += 1;
+                    Metrics::add(&self.metrics.retried, 1);
+                    tracing::debug!(retries, %reason, "transient plugin failure; retrying");
+                    std::thread::sleep(backoff);
+                    backoff *= 2;
+                }
+                Err(HandleError::Transient(reason)) => {
+                    return Err(HandleError::Transient(format!("{reason} (gave up after {retries} retries)")));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn partitions_for(&self, action: &str) -> i32 {
+        naming::output_topic(self.identity.event_id, &self.identity.service, action)
+            .and_then(|t| self.partitions.get(&t.to_string()).copied())
+            .unwrap_or(self.config.kafka.partitions)
+    }
+
+    /// Commits the open transaction; on an abortable failure rewinds the
+    /// consumer to the transaction's first offsets and goes on.
+    fn commit(&mut self, consumer: &BaseConsumer<RunnerContext>) -> Result<(), RunnerError> {
+        let Some(group) = consumer.group_metadata() else {
+            return Ok(());
+        };
+        let mut shared = lock(&self.shared);
+        let Shared { txn, state, .. } = &mut *shared;
+        let mut state = lock(state);
+        match txn.commit(&mut state, &group) {
+            Ok(()) => {
+                Metrics::add(&self.metrics.transactions_committed, 1);
+                Ok(())
+            }
+            Err(TxnError::Aborted(err)) => {
+                Metrics::add(&self.metrics.transactions_aborted, 1);
+                let rewind = txn.take_rewind();
+                drop(state);
+                drop(shared);
+                tracing::warn!(error = %err, partitions = rewind.len(), "transaction aborted; rewinding to its first offsets");
+                for ((topic, partition), offset) in rewind {
+                    if let Err(err) =
+                        consumer.seek(&topic, partition, rdkafka::Offset::Offset(offset), Duration::from_secs(10))
+                    {
+                        tracing::warn!(%topic, partition, error = %err, "seek after abort failed; the partition was probably revoked");
+                    }
+                }
+                Ok(())
+            }
+            Err(err) => Err(err.into()),
+        }
+    }
+}
+
+/// Partition counts of every topic of the event, read from the broker.
+fn topic_partitions(config: &Config, event_id: u64) -> Result<HashMap<String, i32>, RunnerError> {
+    let consumer: BaseConsumer = ClientConfig::new().set("bootstrap.servers", &config.kafka.bootstrap).create()?;
+    let metadata = consumer.fetch_metadata(None, Duration::from_millis(config.kafka.request_timeout_ms))?;
+    let existing: HashMap<String, i32> = metadata
+        .topics()
+        .iter()
+        .filter(|t| t.error().is_none())
+        .map(|t| (t.name().to_owned(), t.partitions().len() as i32))
+        .collect();
+    let mut counts = HashMap::new();
+    for spec in naming::event_topics(event_id) {
+        let name = spec.name.to_string();
+        match existing.get(&name) {
+            Some(&n) => counts.insert(name, n),
+            None => return Err(RunnerError::NotProvisioned { event_id, topic: name }),
+        };
+    }
+    Ok(counts)
+}

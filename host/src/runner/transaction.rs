@@ -1,0 +1,216 @@
+//! The open Kafka transaction of a service instance: its outputs, the state
+//! writes of its messages and the input offsets it will commit.
+//!
+//! A transaction commits outputs, changelog records and consumed offsets
+//! atomically (`send_offsets_to_transaction` with the consumer's group
+//! metadata), so a `read_committed` reader sees all of a batch or none of it.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::ConsumerGroupMetadata;
+use rdkafka::error::KafkaError;
+use rdkafka::producer::Producer;
+use rdkafka::{Offset, TopicPartitionList};
+
+use crate::publisher::{PublishError, Publisher, Record};
+use crate::state::ServiceState;
+
+/// How a failed transaction call must be handled.
+#[derive(Debug, thiserror::Error)]
+pub enum TxnError {
+    /// The transaction was aborted; rewind to the returned offsets and go on.
+    #[error("transaction aborted: {0}")]
+    Aborted(#[source] KafkaError),
+    /// The producer cannot continue (fenced by a newer instance, or broken).
+    #[error("transactional producer failed fatally: {0}")]
+    Fatal(#[source] KafkaError),
+    #[error(transparent)]
+    Publish(#[from] PublishError),
+}
+
+/// An input partition, by topic name and number.
+pub type InputPartition = (String, i32);
+
+/// The open transaction and the transactional producer that carries it.
+pub struct Transaction {
+    producer: Publisher,
+    changelog_topic: String,
+    timeout: Duration,
+    open: bool,
+    started: Instant,
+    messages: usize,
+    critical: bool,
+    /// Next offset to consume per input partition: what a commit records.
+    next: HashMap<InputPartition, i64>,
+    /// First offset handled in this transaction: where an abort rewinds to.
+    first: HashMap<InputPartition, i64>,
+}
+
+impl Transaction {
+    /// Wraps a transactional producer whose `init_transactions` has run.
+    pub fn new(producer: Publisher, changelog_topic: String, timeout: Duration) -> Self {
+        Transaction {
+            producer,
+            changelog_topic,
+            timeout,
+            open: false,
+            started: Instant::now(),
+            messages: 0,
+            critical: false,
+            next: HashMap::new(),
+            first: HashMap::new(),
+        }
+    }
+
+    pub fn is_open(&self) -> bool {
+        self.open
+    }
+
+    /// Begins a transaction unless one is open.
+    pub fn ensure_open(&mut self) -> Result<(), TxnError> {
+        if !self.open {
+            self.producer.producer().begin_transaction().map_err(classify)?;
+            self.open = true;
+            self.started = Instant::now();
+        }
+        Ok(())
+    }
+
+    /// Queues one record in the open transaction.
+    pub fn send(&mut self, record: Record<'_>) -> Result<(), TxnError> {
+        self.producer.send(record)?;
+        Ok(())
+    }
+
+    /// Marks the transaction for an immediate commit (a critical output).
+    pub fn mark_critical(&mut self) {
+        self.critical = true;
+    }
+
+    /// Records that the message at `offset` of `topic[partition]` is done.
+    pub fn record_input(&mut self, topic: &str, partition: i32, offset: i64) {
+        let key = (topic.to_owned(), partition);
+        self.first.entry(key.clone()).or_insert(offset);
+        self.next.insert(key, offset + 1);
+        self.messages += 1;
+    }
+
+    /// Whether the transaction should commit now by size or age.
+    pub fn is_due(&self, interval: Duration, max_batch: usize) -> bool {
+        self.open && (self.messages >= max_batch || self.started.elapsed() >= interval)
+    }
+
+    /// Whether the open transaction holds a critical output.
+    pub fn is_critical(&self) -> bool {
+        self.open && self.critical
+    }
+
+    /// Time left until the transaction is due by age.
+    pub fn time_left(&self, interval: Duration) -> Duration {
+        if self.open { interval.saturating_sub(self.started.elapsed()) } else { interval }
+    }
+
+    /// Messages handled in the open transaction.
+    pub fn messages(&self) -> usize {
+        self.messages
+    }
+
+    /// Writes the state changes, commits outputs, changelog and offsets, and
+    /// promotes the state. On failure the transaction is aborted, the state
+    /// rolled back, and the error says whether the producer survived.
+    pub fn commit(&mut self, state: &mut ServiceState, group: &ConsumerGroupMetadata) -> Result<(), TxnError> {
+        if !self.open {
+            return Ok(());
+        }
+        let result = self.try_commit(state, group);
+        match result {
+            Ok(()) => {
+                state.commit();
+                self.reset();
+                Ok(())
+            }
+            Err(err) => {
+                state.abort();
+                if !matches!(err, TxnError::Fatal(_)) {
+                    // Abort errors here leave nothing more to do than report the first.
+                    let _ = self.producer.producer().abort_transaction(self.timeout);
+                }
+                self.open = false;
+                Err(err)
+            }
+        }
+    }
+
+    fn try_commit(&mut self, state: &ServiceState, group: &ConsumerGroupMetadata) -> Result<(), TxnError> {
+        for (partition, pstate) in state.partitions() {
+            for (key, value) in pstate.transaction_writes() {
+                self.producer.send_raw(&self.changelog_topic, partition, key, value)?;
+            }
+        }
+        if !self.next.is_empty() {
+            let mut offsets = TopicPartitionList::new();
+            for ((topic, partition), next) in &self.next {
+                offsets.add_partition_offset(topic, *partition, Offset::Offset(*next)).map_err(TxnError::Fatal)?;
+            }
+            retrying(|| self.producer.producer().send_offsets_to_transaction(&offsets, group, self.timeout))?;
+        }
+        // A commit that timed out may still complete on the broker; only a
+        // retry (never an abort and replay) keeps that from duplicating output.
+        retrying(|| self.producer.producer().commit_transaction(self.timeout))
+    }
+
+    /// Aborts the open transaction and forgets its state writes. Returns the
+    /// offsets to rewind the consumer to.
+    pub fn abort(&mut self, state: &mut ServiceState) -> Result<Vec<(InputPartition, i64)>, TxnError> {
+        state.abort();
+        let rewind = self.first.drain().collect();
+        if self.open {
+            self.open = false;
+            self.reset();
+            self.producer.producer().abort_transaction(self.timeout).map_err(classify)?;
+        }
+        Ok(rewind)
+    }
+
+    /// Where to rewind after a failed commit: the first offsets of the
+    /// transaction that was lost.
+    pub fn take_rewind(&mut self) -> Vec<(InputPartition, i64)> {
+        let rewind = self.first.drain().collect();
+        self.reset();
+        rewind
+    }
+
+    fn reset(&mut self) {
+        self.open = false;
+        self.messages = 0;
+        self.critical = false;
+        self.next.clear();
+        self.first.clear();
+    }
+}
+
+/// Retries a transaction call while librdkafka calls its error retriable.
+fn retrying(mut call: impl FnMut() -> Result<(), KafkaError>) -> Result<(), TxnError> {
+    const ATTEMPTS: u32 = 5;
+    let mut attempt = 1;
+    loop {
+        match call() {
+            Ok(()) => return Ok(()),
+            Err(KafkaError::Transaction(e)) if e.is_retriable() && attempt < ATTEMPTS => {
+                tracing::warn!(error = %e, attempt, "retrying transaction call");
+                attempt += 1;
+            }
+            Err(err) => return Err(classify(err)),
+        }
+    }
+}
+
+/// Sorts a transaction error into abortable and fatal (NOTES.md: rdkafka).
+fn classify(err: KafkaError) -> TxnError {
+    let fatal = match &err {
+        KafkaError::Transaction(e) => e.is_fatal() || !e.txn_requires_abort() && !e.is_retriable(),
+        _ => false,
+    };
+    if fatal { TxnError::Fatal(err) } else { TxnError::Aborted(err) }
+}

@@ -1,0 +1,103 @@
+//! Restoring plugin state from its compacted changelog topic.
+//!
+//! Partition `p` of the changelog holds the state of input partition `p`:
+//! each record is one key's latest value, a tombstone deletes it. Records are
+//! written only inside the runner's transactions, so a `read_committed`
+//! reader up to the end sees exactly the state of the last committed
+//! transaction.
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+
+use super::PartitionState;
+
+/// Why state could not be restored.
+#[derive(Debug, thiserror::Error)]
+pub enum RestoreError {
+    #[error("cannot read changelog {topic}: {source}")]
+    Kafka {
+        topic: String,
+        #[source]
+        source: KafkaError,
+    },
+    #[error("changelog {topic} partitions {pending:?} did not reach their end within {timeout:?}")]
+    Timeout { topic: String, pending: Vec<i32>, timeout: Duration },
+}
+
+/// Logs client errors except reaching the end of a partition, which is how a
+/// restore knows it is done.
+struct QuietEof;
+
+impl ClientContext for QuietEof {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if !matches!(error, KafkaError::PartitionEOF(_)) {
+            tracing::error!(%error, reason, "changelog reader error");
+        }
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for QuietEof {}
+
+/// Reads `partitions` of `topic` from the beginning to their committed end.
+///
+/// `timeout` bounds the whole restore; an open transaction of a dead
+/// instance holds the end back until the broker aborts it
+/// (`transaction.timeout.ms`), so it must exceed that.
+pub fn restore(
+    bootstrap: &str,
+    topic: &str,
+    partitions: &[i32],
+    timeout: Duration,
+) -> Result<HashMap<i32, PartitionState>, RestoreError> {
+    let kafka = |source| RestoreError::Kafka { topic: topic.to_owned(), source };
+    let mut states: HashMap<i32, HashMap<Vec<u8>, Vec<u8>>> = partitions.iter().map(|&p| (p, HashMap::new())).collect();
+    if partitions.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let consumer: BaseConsumer<QuietEof> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", format!("{topic}-restore"))
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .set("enable.partition.eof", "true")
+        .set("auto.offset.reset", "earliest")
+        .create_with_context(QuietEof)
+        .map_err(kafka)?;
+    let mut tpl = TopicPartitionList::new();
+    for &p in partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning).map_err(kafka)?;
+    }
+    consumer.assign(&tpl).map_err(kafka)?;
+
+    let mut pending: HashSet<i32> = partitions.iter().copied().collect();
+    let deadline = Instant::now() + timeout;
+    while !pending.is_empty() {
+        if Instant::now() > deadline {
+            let mut pending: Vec<i32> = pending.into_iter().collect();
+            pending.sort_unstable();
+            return Err(RestoreError::Timeout { topic: topic.to_owned(), pending, timeout });
+        }
+        match consumer.poll(Duration::from_millis(100)) {
+            None => {}
+            Some(Err(KafkaError::PartitionEOF(p))) => {
+                pending.remove(&p);
+            }
+            Some(Err(err)) => return Err(kafka(err)),
+            Some(Ok(record)) => {
+                let Some(state) = states.get_mut(&record.partition()) else { continue };
+                let key = record.key().unwrap_or_default().to_vec();
+                match record.payload() {
+                    Some(value) => state.insert(key, value.to_vec()),
+                    None => state.remove(&key),
+                };
+            }
+        }
+    }
+    Ok(states.into_iter().map(|(p, entries)| (p, PartitionState::from_committed(entries))).collect())
+}

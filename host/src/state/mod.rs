@@ -1,0 +1,203 @@
+//! Plugin state, kept by the host in three layers per input partition:
+//!
+//! - **committed**: the state as of the last committed Kafka transaction,
+//!   restored from the changelog topic when the partition is assigned;
+//! - **transaction**: writes of messages in the open transaction, written to
+//!   the changelog (coalesced per key) when it commits, dropped if it aborts;
+//! - **message**: writes of the message being handled, folded into the
+//!   transaction when the plugin returns normally and dropped when the
+//!   message fails (a trap half-way through a handler leaves no trace).
+
+pub mod changelog;
+
+use std::collections::HashMap;
+
+use crate::plugin::StateAccess;
+
+/// A key's pending value: `None` is a delete.
+type Pending = HashMap<Vec<u8>, Option<Vec<u8>>>;
+
+/// The state of one input partition.
+#[derive(Debug, Default)]
+pub struct PartitionState {
+    committed: HashMap<Vec<u8>, Vec<u8>>,
+    transaction: Pending,
+    message: Pending,
+}
+
+impl PartitionState {
+    /// A partition state whose committed layer is `entries`.
+    pub fn from_committed(entries: HashMap<Vec<u8>, Vec<u8>>) -> Self {
+        PartitionState { committed: entries, ..Default::default() }
+    }
+
+    fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
+        match self.message.get(key).or_else(|| self.transaction.get(key)) {
+            Some(pending) => pending.clone(),
+            None => self.committed.get(key).cloned(),
+        }
+    }
+
+    /// Folds the current message's writes into the transaction.
+    fn accept_message(&mut self) {
+        self.transaction.extend(self.message.drain());
+    }
+
+    /// The transaction's writes, one per key, for the changelog.
+    pub fn transaction_writes(&self) -> impl Iterator<Item = (&[u8], Option<&[u8]>)> {
+        self.transaction.iter().map(|(k, v)| (k.as_slice(), v.as_deref()))
+    }
+
+    /// Makes the transaction's writes the committed state.
+    fn commit(&mut self) {
+        for (key, value) in self.transaction.drain() {
+            match value {
+                Some(value) => self.committed.insert(key, value),
+                None => self.committed.remove(&key),
+            };
+        }
+    }
+
+    /// Forgets every uncommitted write.
+    fn abort(&mut self) {
+        self.transaction.clear();
+        self.message.clear();
+    }
+
+    /// The committed entries (for snapshots and tests).
+    pub fn committed(&self) -> &HashMap<Vec<u8>, Vec<u8>> {
+        &self.committed
+    }
+}
+
+/// The state of every partition a service instance owns, with the partition
+/// of the message being handled selected; plugins see only that partition.
+#[derive(Debug, Default)]
+pub struct ServiceState {
+    partitions: HashMap<i32, PartitionState>,
+    current: i32,
+}
+
+impl ServiceState {
+    /// Selects the partition that plugin calls read and write.
+    pub fn select(&mut self, partition: i32) {
+        self.current = partition;
+        self.partitions.entry(partition).or_default();
+    }
+
+    /// Installs a restored partition, replacing what was there.
+    pub fn insert(&mut self, partition: i32, state: PartitionState) {
+        self.partitions.insert(partition, state);
+    }
+
+    /// Drops a partition that this instance no longer owns.
+    pub fn remove(&mut self, partition: i32) -> Option<PartitionState> {
+        self.partitions.remove(&partition)
+    }
+
+    /// Whether the partition's state is loaded.
+    pub fn contains(&self, partition: i32) -> bool {
+        self.partitions.contains_key(&partition)
+    }
+
+    /// The partitions loaded.
+    pub fn partitions(&self) -> impl Iterator<Item = (i32, &PartitionState)> {
+        self.partitions.iter().map(|(p, s)| (*p, s))
+    }
+
+    /// The current message succeeded: keep its writes in the transaction.
+    pub fn accept_message(&mut self) {
+        if let Some(state) = self.partitions.get_mut(&self.current) {
+            state.accept_message();
+        }
+    }
+
+    /// The current message failed: forget its writes.
+    pub fn reject_message(&mut self) {
+        if let Some(state) = self.partitions.get_mut(&self.current) {
+            state.message.clear();
+        }
+    }
+
+    /// The transaction committed.
+    pub fn commit(&mut self) {
+        self.partitions.values_mut().for_each(PartitionState::commit);
+    }
+
+    /// The transaction aborted.
+    pub fn abort(&mut self) {
+        self.partitions.values_mut().for_each(PartitionState::abort);
+    }
+
+    fn current_mut(&mut self) -> &mut PartitionState {
+        self.partitions.entry(self.current).or_default()
+    }
+}
+
+impl StateAccess for ServiceState {
+    fn get(&mut self, key: &[u8]) -> Option<Vec<u8>> {
+        self.partitions.get(&self.current).and_then(|s| s.get(key))
+    }
+
+    fn put(&mut self, key: &[u8], value: &[u8]) {
+        self.current_mut().message.insert(key.to_vec(), Some(value.to_vec()));
+    }
+
+    fn delete(&mut self, key: &[u8]) {
+        self.current_mut().message.insert(key.to_vec(), None);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layers_resolve_newest_first() {
+        let mut s = ServiceState::default();
+        s.select(3);
+        s.put(b"k", b"1");
+        s.accept_message();
+        s.commit();
+        s.put(b"k", b"2");
+        s.accept_message();
+        assert_eq!(s.get(b"k"), Some(b"2".to_vec()));
+        s.delete(b"k");
+        assert_eq!(s.get(b"k"), None);
+        s.reject_message();
+        assert_eq!(s.get(b"k"), Some(b"2".to_vec()));
+        s.abort();
+        assert_eq!(s.get(b"k"), Some(b"1".to_vec()));
+    }
+
+    #[test]
+    fn partitions_are_isolated() {
+        let mut s = ServiceState::default();
+        s.select(0);
+        s.put(b"k", b"zero");
+        s.accept_message();
+        s.select(1);
+        assert_eq!(s.get(b"k"), None);
+        s.commit();
+        s.select(0);
+        assert_eq!(s.get(b"k"), Some(b"zero".to_vec()));
+    }
+
+    #[test]
+    fn transaction_writes_are_coalesced() {
+        let mut s = ServiceState::default();
+        s.select(0);
+        for v in [b"1", b"2", b"3"] {
+            s.put(b"k", v);
+            s.accept_message();
+        }
+        s.put(b"gone", b"x");
+        s.accept_message();
+        s.delete(b"gone");
+        s.accept_message();
+        let (_, p) = s.partitions().next().unwrap();
+        let mut writes: Vec<_> = p.transaction_writes().collect();
+        writes.sort();
+        assert_eq!(writes, vec![(&b"gone"[..], None), (&b"k"[..], Some(&b"3"[..]))]);
+    }
+}
