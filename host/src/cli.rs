@@ -55,6 +55,12 @@ pub enum Command {
     Run(RunArgs),
     /// The main job: provision an event, run both services, sell it out, print a summary.
     Sellout(SelloutArgs),
+    /// Check a plugin, precompile it and install it as the next version of a service.
+    Deploy(DeployArgs),
+    /// List the deployed versions of a service's plugin.
+    Plugins(PluginsArgs),
+    /// Point a service back at an earlier deployed version.
+    Rollback(RollbackArgs),
 }
 
 #[derive(Debug, Args)]
@@ -161,9 +167,13 @@ pub struct RunArgs {
     /// Event id [default: service.event_id, or EVENT_ID].
     #[arg(long)]
     pub event: Option<u64>,
-    /// The plugin component to run.
-    #[arg(long, value_name = "FILE.wasm")]
+    /// Run this component file (development; no hot reload).
+    #[arg(long, value_name = "FILE.wasm", conflicts_with = "plugins")]
     pub plugin: Option<PathBuf>,
+    /// Run the current deployed version from this directory and hot-reload
+    /// new ones [default: plugin.plugins_dir]; used when --plugin is absent.
+    #[arg(long, value_name = "DIR")]
+    pub plugins: Option<PathBuf>,
     /// Instance id within the service's group [default: service.consumer_instance_id].
     #[arg(long)]
     pub instance: Option<String>,
@@ -190,4 +200,48 @@ pub struct SelloutArgs {
     /// Give up when no status arrives for this many seconds.
     #[arg(long, default_value_t = 60)]
     pub idle_timeout: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct DeployArgs {
+    /// The plugin component to deploy.
+    #[arg(value_name = "FILE.wasm")]
+    pub file: PathBuf,
+    /// The service it implements; its manifest must name the same.
+    #[arg(long)]
+    pub service: String,
+    /// Deployment directory [default: plugin.plugins_dir].
+    #[arg(long, value_name = "DIR")]
+    pub plugins: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct PluginsArgs {
+    /// The service whose versions to list.
+    #[arg(long)]
+    pub service: String,
+    /// Deployment directory [default: plugin.plugins_dir].
+    #[arg(long, value_name = "DIR")]
+    pub plugins: Option<PathBuf>,
+    /// Machine-readable output.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    /// The service to roll back.
+    #[arg(long)]
+    pub service: String,
+    /// The version to make current, `N` or `vN` [default: the one below current].
+    #[arg(long, value_name = "VERSION", value_parser = parse_version)]
+    pub to: Option<u32>,
+    /// Deployment directory [default: plugin.plugins_dir].
+    #[arg(long, value_name = "DIR")]
+    pub plugins: Option<PathBuf>,
+}
+
+/// A version number as `turnstile plugins` prints it (`v3`) or bare (`3`).
+fn parse_version(text: &str) -> Result<u32, String> {
+    text.strip_prefix('v').unwrap_or(text).parse().map_err(|_| format!("{text:?} is not a version like `3` or `v3`"))
 }

@@ -96,6 +96,11 @@ pub struct RunnerConfig {
     pub retry_backoff_ms: u64,
     /// Bound on a graceful shutdown.
     pub shutdown_timeout_ms: u64,
+    /// `linger.ms` of the transactional producer; small, because every
+    /// commit sends what is queued anyway.
+    pub linger_ms: u32,
+    /// Where instances write the reports that `turnstile status` shows.
+    pub status_dir: PathBuf,
 }
 
 /// The WebAssembly sandbox.
@@ -160,6 +165,8 @@ impl Default for RunnerConfig {
             max_retries: 3,
             retry_backoff_ms: 50,
             shutdown_timeout_ms: 10_000,
+            linger_ms: 5,
+            status_dir: PathBuf::from(".turnstile/status"),
         }
     }
 }
@@ -389,6 +396,7 @@ impl Config {
         check_range("runner.max_batch", r.max_batch as i64, 1, 1_000_000)?;
         check_range("runner.max_retries", i64::from(r.max_retries), 0, 100)?;
         check_range("runner.shutdown_timeout_ms", r.shutdown_timeout_ms as i64, 100, 600_000)?;
+        check_range("runner.linger_ms", i64::from(r.linger_ms), 0, 60_000)?;
         let w = &self.plugin;
         check_range("plugin.deadline_ms", w.deadline_ms as i64, 1, 600_000)?;
         check_range("plugin.memory_limit_mib", w.memory_limit_mib as i64, 1, 4096)?;

@@ -6,6 +6,7 @@
 
 pub mod admin;
 pub mod config;
+pub mod deploy;
 pub mod naming;
 pub mod partition;
 pub mod plugin;

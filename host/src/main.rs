@@ -45,6 +45,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Replay(args) => cmd::replay::run(&global, args),
         Command::Run(args) => cmd::run::run(&global, args),
         Command::Sellout(args) => cmd::sellout::run(&global, args),
+        Command::Deploy(args) => cmd::deploy::run(&global, args),
+        Command::Plugins(args) => cmd::plugins::run(&global, args),
+        Command::Rollback(args) => cmd::rollback::run(&global, args),
     }
 }
 

@@ -211,10 +211,23 @@ impl Publisher {
     /// Waits until every queued message is delivered or failed, then reports
     /// failures seen since creation.
     pub fn flush(&self, timeout: Duration) -> Result<(), PublishError> {
+        self.wait_delivered(timeout);
         self.producer.flush(timeout).map_err(|e| PublishError::Flush(timeout, e))?;
         match self.stats.failed() {
             0 => Ok(()),
             failed => Err(PublishError::Undelivered { failed }),
+        }
+    }
+
+    /// Waits until librdkafka holds no undelivered message, or `timeout`.
+    ///
+    /// librdkafka's own flush (also inside `commit_transaction`) competes
+    /// with the poll thread for delivery reports and then sleeps in 100 ms
+    /// steps; waiting here first lets it return at once.
+    pub fn wait_delivered(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while self.producer.in_flight_count() > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_micros(200));
         }
     }
 

@@ -34,6 +34,7 @@ use serde::Serialize;
 use super::table::Table;
 use super::{AdminError, Cluster, GroupMember, GroupSummary};
 use crate::naming::{self, TopicName};
+use crate::runner::report::InstanceReport;
 
 /// The status of every event asked about.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -41,13 +42,14 @@ pub struct Report {
     pub events: Vec<EventStatus>,
 }
 
-/// One event's topics and consumer groups. (The runner's per-instance
-/// counters and plugin versions belong here as further fields.)
+/// One event's topics, consumer groups, and the reports of service
+/// instances running on this host.
 #[derive(Debug, Clone, Serialize)]
 pub struct EventStatus {
     pub event_id: u64,
     pub topics: Vec<TopicStatus>,
     pub groups: Vec<GroupStatus>,
+    pub instances: Vec<InstanceReport>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -108,7 +110,7 @@ pub fn collect(cluster: &Cluster, event: Option<u64>) -> Result<Report, AdminErr
     };
     let mut report = Report::default();
     for id in ids {
-        let mut status = EventStatus { event_id: id, topics: Vec::new(), groups: Vec::new() };
+        let mut status = EventStatus { event_id: id, topics: Vec::new(), groups: Vec::new(), instances: Vec::new() };
         for (topic, count) in event_topics.iter().filter(|(t, _)| t.event_id == id) {
             status.topics.push(topic_status(cluster, topic, *count)?);
         }
@@ -221,6 +223,39 @@ impl fmt::Display for EventStatus {
             for t in &self.topics {
                 let ends: Vec<String> = t.partitions.iter().map(|p| p.high.to_string()).collect();
                 table.row(vec![t.name.clone(), t.partitions.len().to_string(), t.messages.to_string(), ends.join(" ")]);
+            }
+            write!(f, "{table}")?;
+        }
+        if !self.instances.is_empty() {
+            let mut table = Table::new(&[
+                "INSTANCE",
+                "STATE",
+                "PLUGIN",
+                ">PROCESSED",
+                ">FAILED",
+                ">DEAD-LETTERED",
+                ">RETRIED",
+                ">COMMITS",
+                ">ABORTS",
+            ])
+            .indent(2);
+            for i in &self.instances {
+                let plugin = match i.deployment {
+                    Some(n) => format!("v{n} ({})", i.plugin_version),
+                    None => i.plugin_version.clone(),
+                };
+                let m = &i.metrics;
+                table.row(vec![
+                    format!("{}/{}", i.service, i.instance_id),
+                    i.state.clone(),
+                    plugin,
+                    m.processed.to_string(),
+                    m.failed.to_string(),
+                    m.dead_lettered.to_string(),
+                    m.retried.to_string(),
+                    m.transactions_committed.to_string(),
+                    m.transactions_aborted.to_string(),
+                ]);
             }
             write!(f, "{table}")?;
         }

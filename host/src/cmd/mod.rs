@@ -2,11 +2,14 @@
 //! arguments, loads the configuration, and returns an exit code.
 
 pub mod config;
+pub mod deploy;
 pub mod partitions;
+pub mod plugins;
 pub mod provision;
 pub mod publish;
 pub mod replay;
 pub mod reset;
+pub mod rollback;
 pub mod run;
 pub mod sellout;
 pub mod status;

@@ -6,14 +6,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context;
 use turnstile::config::Overrides;
+use turnstile::deploy::{Store, Watcher};
 use turnstile::plugin::{EngineSettings, PluginEngine};
-use turnstile::runner::{Identity, Runner};
+use turnstile::runner::{Identity, Reloader, Runner};
 
 use crate::cli::{GlobalArgs, RunArgs};
 
 pub fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
     let mut overrides = Overrides::default();
     overrides
+        .set("plugin.plugins_dir", args.plugins.clone())
         .set("service.name", args.service.clone())
         .set("service.event_id", args.event)
         .set("service.consumer_instance_id", args.instance.clone());
@@ -25,14 +27,34 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
         .ok_or_else(|| super::UsageError("which service? give --service or set service.name".into()))?;
     let event_id =
         config.service.event_id.ok_or_else(|| super::UsageError("which event? give --event or set EVENT_ID".into()))?;
-    let plugin_path = args.plugin.clone().ok_or_else(|| super::UsageError("give --plugin FILE.wasm".into()))?;
-
     let engine = PluginEngine::new(EngineSettings::from_config(&config.plugin))?;
-    let plugin = engine
-        .load_file(&plugin_path)
-        .map_err(|e| super::UsageError(format!("plugin {}: {e}", plugin_path.display())))?;
     let identity = Identity::from_config(&config, &service, event_id);
-    let runner = Runner::new(&config, identity, &plugin).context("cannot start the service")?;
+    let runner = match &args.plugin {
+        Some(path) => {
+            let plugin =
+                engine.load_file(path).map_err(|e| super::UsageError(format!("plugin {}: {e}", path.display())))?;
+            Runner::new(&config, identity, &plugin).context("cannot start the service")?
+        }
+        None => {
+            // The watcher's first poll is the version to start with, so a
+            // deploy between reading `current` and watching it is not missed.
+            let store = Store::open(&config.plugin.plugins_dir, &service)?;
+            let mut watcher = Watcher::new(store);
+            let version = watcher.poll()?.ok_or_else(|| {
+                super::UsageError(format!(
+                    "nothing deployed for {service} in {}; run `turnstile deploy FILE.wasm --service {service}` or give --plugin",
+                    config.plugin.plugins_dir.display()
+                ))
+            })?;
+            let plugin = engine
+                .load_file(&version.path_to_wasm)
+                .map_err(|e| super::UsageError(format!("deployed {service} v{}: {e}", version.number)))?;
+            tracing::info!(deployment = version.number, plugin_version = %plugin.manifest().version, "running the deployed version");
+            Runner::new(&config, identity, &plugin)
+                .context("cannot start the service")?
+                .with_reloads(Reloader::new(engine.clone(), watcher), version.number)
+        }
+    };
 
     let shutdown = Arc::new(AtomicBool::new(false));
     let flag = shutdown.clone();

@@ -6,6 +6,8 @@
 pub mod dlq;
 pub mod metrics;
 mod rebalance;
+mod reload;
+pub mod report;
 pub mod transaction;
 
 use std::collections::HashMap;
@@ -24,11 +26,12 @@ use crate::config::Config;
 use crate::naming;
 use crate::plugin::{HandleError, Header, LoadedPlugin, Message, PluginError, PluginInstance, StateAccess};
 use crate::publisher::{PublishError, Publisher, Record, producer_properties};
-use crate::routing::{self, Destination};
+use crate::routing::{Destination, Router};
 use crate::state::ServiceState;
 use dlq::DeadLetter;
 use metrics::{Metrics, MetricsSnapshot};
 use rebalance::{RunnerContext, Shared, lock};
+pub use reload::Reloader;
 use transaction::{Transaction, TxnError};
 
 /// Why a runner stopped abnormally.
@@ -101,6 +104,7 @@ pub struct Runner {
     /// Input topic name → action, for the topics this instance consumes.
     inputs: HashMap<String, String>,
     worker: Worker,
+    reloader: Option<Reloader>,
 }
 
 /// Everything but the consumer, so that a polled message can borrow the
@@ -114,6 +118,9 @@ struct Worker {
     plugin_version: String,
     /// Partition count of every topic of the event.
     partitions: HashMap<String, i32>,
+    router: Router,
+    /// The deployment version running, when started from a deployment.
+    deployment: Option<u32>,
     dlq_topic: String,
     metrics: Arc<Metrics>,
 }
@@ -135,12 +142,21 @@ impl Runner {
 
         let mut producer_config = producer_properties(config);
         producer_config
+            // A transaction is the batch: commit sends at once, so lingering
+            // only adds latency. Short retry backoff, because the coordinator
+            // answers CONCURRENT_TRANSACTIONS while it finishes the previous
+            // commit, and librdkafka's default 100 ms wait capped the rate.
+            .set("linger.ms", config.runner.linger_ms.to_string())
+            .set("retry.backoff.ms", "10")
             .set("transactional.id", &identity.transactional_id)
             // A dead instance's open transaction blocks readers (and state
             // restore) until the broker aborts it after this long.
             .set("transaction.timeout.ms", "15000")
             .set("message.timeout.ms", "15000")
             .set("client.id", format!("{}-{}", identity.service, identity.instance_id));
+        for (key, value) in &config.producer.extra {
+            producer_config.set(key, value);
+        }
         let producer = Publisher::from_properties(producer_config)?;
         let timeout = Duration::from_millis(config.kafka.request_timeout_ms.max(30_000));
         producer.producer().init_transactions(timeout)?;
@@ -177,10 +193,22 @@ impl Runner {
         consumer.subscribe(&topics)?;
 
         let instance = PluginInstance::new(plugin, state.clone())?;
+        // Range assignment keeps partition p of every input with one
+        // instance only if every topic of the event has the same count.
+        let counts: std::collections::BTreeSet<i32> = partitions.values().copied().collect();
+        if counts.len() > 1 {
+            tracing::warn!(?partitions, "event topics differ in partition count; state co-location needs them equal");
+        }
+        let output_partitions = counts.iter().next().copied().unwrap_or(config.kafka.partitions);
+        let router = Router::new(event_id, &identity.service, output_partitions)
+            .map_err(|e| RunnerError::Rebalance(e.to_string()))?;
         Ok(Runner {
             consumer,
             inputs,
+            reloader: None,
             worker: Worker {
+                router,
+                deployment: None,
                 config: config.clone(),
                 dlq_topic: naming::dlq_topic(event_id, &identity.service).to_string(),
                 identity,
@@ -194,6 +222,14 @@ impl Runner {
         })
     }
 
+    /// Runs deployment version `running` and hot-swaps the versions that
+    /// `reloader` reports (see [`Reloader`]).
+    pub fn with_reloads(mut self, reloader: Reloader, running: u32) -> Self {
+        self.reloader = Some(reloader);
+        self.worker.deployment = Some(running);
+        self
+    }
+
     /// The instance's counters, shared for reporting.
     pub fn metrics(&self) -> Arc<Metrics> {
         self.worker.metrics.clone()
@@ -202,10 +238,12 @@ impl Runner {
     /// Runs until `shutdown` is set, then commits the open transaction and
     /// leaves the group.
     pub fn run(mut self, shutdown: &AtomicBool) -> Result<MetricsSnapshot, RunnerError> {
-        let Runner { consumer, inputs, worker: w } = &mut self;
+        let Runner { consumer, inputs, worker: w, reloader } = &mut self;
         let interval = Duration::from_millis(w.config.runner.commit_interval_ms);
         let max_batch = w.config.runner.max_batch;
         let mut last_report = Instant::now();
+        let mut last_written = Instant::now();
+        w.write_report("running");
         tracing::info!(
             service = %w.identity.service,
             event = w.identity.event_id,
@@ -243,6 +281,13 @@ impl Runner {
             if due {
                 w.commit(consumer)?;
             }
+            if let Some((version, loaded)) = reloader.as_mut().and_then(Reloader::poll) {
+                w.swap(consumer, version, loaded)?;
+            }
+            if last_written.elapsed() >= Duration::from_secs(1) {
+                last_written = Instant::now();
+                w.write_report("running");
+            }
             if last_report.elapsed() >= Duration::from_secs(10) {
                 last_report = Instant::now();
                 let m = w.metrics.snapshot();
@@ -267,6 +312,7 @@ impl Runner {
         // Leaving the group runs the revoke hook, which has nothing left to commit.
         self.consumer.unsubscribe();
         let _ = self.consumer.poll(Duration::from_millis(100));
+        self.worker.write_report("stopped");
         let m = self.worker.metrics.snapshot();
         tracing::info!(
             processed = m.processed,
@@ -305,16 +351,14 @@ impl Worker {
 
         lock(&self.state.0).select(partition);
         let outcome = self.handle_with_retries(&plugin_message).and_then(|outputs| {
+            let router = &mut self.router;
             outputs
-                .iter()
-                .map(|o| {
-                    let partitions = self.partitions_for(&o.action);
-                    routing::route(self.identity.event_id, &self.identity.service, o, partitions)
-                        .map(|d| (d, o))
-                        .map_err(|e| HandleError::Invalid(format!("plugin output cannot be routed: {e}")))
+                .into_iter()
+                .map(|o| match router.route(&o) {
+                    Ok(destination) => Ok((destination, o.payload, o.critical)),
+                    Err(e) => Err(HandleError::Invalid(format!("plugin output cannot be routed: {e}"))),
                 })
                 .collect::<Result<Vec<_>, _>>()
-                .map(|routed| routed.into_iter().map(|(d, o)| (d, o.payload.clone(), o.critical)).collect::<Vec<_>>())
         });
 
         let mut shared = lock(&self.shared);
@@ -385,10 +429,57 @@ impl Worker {
         }
     }
 
-    fn partitions_for(&self, action: &str) -> i32 {
-        naming::output_topic(self.identity.event_id, &self.identity.service, action)
-            .and_then(|t| self.partitions.get(&t.to_string()).copied())
-            .unwrap_or(self.config.kafka.partitions)
+    /// Writes this instance's report for `turnstile status`.
+    fn write_report(&self, state: &str) {
+        let report = report::InstanceReport {
+            service: self.identity.service.clone(),
+            event_id: self.identity.event_id,
+            instance_id: self.identity.instance_id.clone(),
+            pid: std::process::id(),
+            state: state.to_owned(),
+            plugin_version: self.plugin_version.clone(),
+            deployment: self.deployment,
+            metrics: self.metrics.snapshot(),
+            updated_at: report::now(),
+        };
+        report::write(&self.config.runner.status_dir, &report);
+    }
+
+    /// Swaps in a newly deployed version at a transaction boundary: what
+    /// the open transaction handled commits on the old version first, and
+    /// the state carries over unchanged. A version that failed to compile
+    /// or instantiate is logged and the old one keeps running.
+    fn swap(
+        &mut self,
+        consumer: &BaseConsumer<RunnerContext>,
+        version: crate::deploy::Version,
+        loaded: Result<LoadedPlugin, String>,
+    ) -> Result<(), RunnerError> {
+        let plugin = match loaded {
+            Ok(plugin) => plugin,
+            Err(reason) => {
+                tracing::error!(version = version.number, %reason, running = %self.plugin_version, "new plugin version rejected; keeping the running one");
+                return Ok(());
+            }
+        };
+        self.commit(consumer)?;
+        let old = std::mem::replace(&mut self.plugin_version, plugin.manifest().version.clone());
+        match self.instance.reload(&plugin) {
+            Ok(()) => {
+                let from = self.deployment.map_or_else(|| "?".into(), |n| format!("v{n}"));
+                tracing::info!(
+                    from = %format!("{from} (plugin {old})"),
+                    to = %format!("v{} (plugin {})", version.number, self.plugin_version),
+                    sha256 = %version.sha256,
+                    "plugin reloaded");
+                self.deployment = Some(version.number);
+            }
+            Err(err) => {
+                tracing::error!(version = version.number, error = %err, running = %old, "new plugin version rejected; keeping the running one");
+                self.plugin_version = old;
+            }
+        }
+        Ok(())
     }
 
     /// Commits the open transaction; on an abortable failure rewinds the
@@ -399,10 +490,16 @@ impl Worker {
         };
         let mut shared = lock(&self.shared);
         let Shared { txn, state, .. } = &mut *shared;
+        if !txn.is_open() {
+            return Ok(());
+        }
         let mut state = lock(state);
+        let messages = txn.messages();
+        let started = Instant::now();
         match txn.commit(&mut state, &group) {
             Ok(()) => {
                 Metrics::add(&self.metrics.transactions_committed, 1);
+                tracing::debug!(messages, elapsed = ?started.elapsed(), "transaction committed");
                 Ok(())
             }
             Err(TxnError::Aborted(err)) => {

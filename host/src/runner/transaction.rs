@@ -148,6 +148,7 @@ impl Transaction {
                 self.producer.send_raw(&self.changelog_topic, partition, key, value)?;
             }
         }
+        let t0 = Instant::now();
         if !self.next.is_empty() {
             let mut offsets = TopicPartitionList::new();
             for ((topic, partition), next) in &self.next {
@@ -155,9 +156,14 @@ impl Transaction {
             }
             retrying(|| self.producer.producer().send_offsets_to_transaction(&offsets, group, self.timeout))?;
         }
+        let t1 = Instant::now();
         // A commit that timed out may still complete on the broker; only a
         // retry (never an abort and replay) keeps that from duplicating output.
-        retrying(|| self.producer.producer().commit_transaction(self.timeout))
+        self.producer.wait_delivered(self.timeout);
+        let t2 = Instant::now();
+        let r = retrying(|| self.producer.producer().commit_transaction(self.timeout));
+        tracing::debug!(offsets = ?(t1 - t0), wait = ?(t2 - t1), commit = ?t2.elapsed(), in_flight = self.producer.in_flight(), "commit timing");
+        r
     }
 
     /// Aborts the open transaction and forgets its state writes. Returns the
