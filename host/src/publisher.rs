@@ -85,7 +85,8 @@ impl ProducerContext for DeliveryCounter {
 pub struct Record<'a> {
     pub topic: &'a str,
     pub partition: i32,
-    pub key: &'a str,
+    /// Raw key bytes: DLQ records keep keys that are not UTF-8.
+    pub key: &'a [u8],
     pub payload: &'a [u8],
     pub headers: &'a [(&'a str, &'a [u8])],
 }
@@ -135,7 +136,7 @@ impl Publisher {
     /// Queues `payload` for `topic[partition]` under `key`; returns as soon as
     /// librdkafka holds it, waiting only while its queue is full.
     pub fn publish(&self, topic: &str, partition: i32, key: &str, payload: &[u8]) -> Result<(), PublishError> {
-        self.send(Record { topic, partition, key, payload, headers: &[] })
+        self.send(Record { topic, partition, key: key.as_bytes(), payload, headers: &[] })
     }
 
     /// Like [`publish`](Self::publish), then flushes: for critical messages

@@ -73,6 +73,17 @@ pub fn topic_for(event_id: u64, service: &str, action: &str) -> Result<String, R
     }
 }
 
+/// The partition and key of seat traffic for `section` (DOMAIN.md §3).
+pub fn by_section(event_id: u64, section: &str, partitions: i32) -> (i32, String) {
+    let p = partition::section_partition(event_id, section, partitions);
+    (p, naming::section_key(event_id, section, p))
+}
+
+/// The partition and key of a booking's messages (DOMAIN.md §3).
+pub fn by_booking(event_id: u64, booking_id: &str, partitions: i32) -> (i32, String) {
+    (partition::booking_partition(event_id, booking_id, partitions), naming::booking_key(event_id, booking_id))
+}
+
 fn place(event_id: u64, topic: String, output: &Output, partitions: i32) -> Result<Destination, RoutingError> {
     if partitions < 1 {
         return Err(RoutingError::BadPartitions(partitions));
@@ -82,14 +93,13 @@ fn place(event_id: u64, topic: String, output: &Output, partitions: i32) -> Resu
             if section.is_empty() {
                 return Err(RoutingError::EmptySection(output.action.clone()));
             }
-            let p = partition::section_partition(event_id, section, partitions);
-            (p, naming::section_key(event_id, section, p))
+            by_section(event_id, section, partitions)
         }
         Routing::Booking(booking_id) => {
             if booking_id.is_empty() {
                 return Err(RoutingError::EmptyBooking(output.action.clone()));
             }
-            (partition::booking_partition(event_id, booking_id, partitions), naming::booking_key(event_id, booking_id))
+            by_booking(event_id, booking_id, partitions)
         }
         Routing::Event => (0, naming::event_key(event_id)),
     };

@@ -10,16 +10,26 @@
 //! - The binary: `cargo build -p turnstile` must have run first (the test
 //!   script does it); [`turnstile_bin`] finds it next to the test executable.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::fmt;
 use std::path::PathBuf;
-use std::process::Command;
+use std::process::{Child, Command, ExitStatus};
 use std::time::{Duration, Instant};
 
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
-use turnstile::naming::{self, TopicName};
+use turnstile::naming::{self, SEAT_RESERVATION_SERVICE, TICKETING_SERVICE, TopicName};
+use turnstile::partition::booking_partition;
+use turnstile::publisher::Publisher;
+use turnstile::seating::SeatingChart;
+use turnstile_protocol::{
+    BookingCommand, BookingStatus, BookingStatusChanged, CancelBooking, CreateBooking, PayBooking, SeatPosition,
+    SeatResult, SeatSelectionMode,
+};
 
 /// Timeout for metadata and offset requests made by the helpers.
 pub const TIMEOUT: Duration = Duration::from_secs(15);
@@ -207,10 +217,16 @@ impl Record {
 /// until each partition reports its end. Records come in partition order,
 /// then offset order.
 pub fn read_back(topic: &str) -> Vec<Record> {
+    read_back_isolated(topic, "read_committed")
+}
+
+/// Like [`read_back`] with `isolation.level` set to `isolation`:
+/// `read_uncommitted` also returns records of aborted transactions.
+pub fn read_back_isolated(topic: &str, isolation: &str) -> Vec<Record> {
     let consumer: BaseConsumer = client_config()
         .set("group.id", format!("turnstile-tests-read-back-{}", uuid::Uuid::new_v4()))
         .set("enable.auto.commit", "false")
-        .set("isolation.level", "read_committed")
+        .set("isolation.level", isolation)
         .set("enable.partition.eof", "true")
         .create()
         .expect("create the read-back consumer");
@@ -305,4 +321,1157 @@ pub fn cluster() -> turnstile::admin::Cluster {
     let mut config = turnstile::config::Config::default();
     config.kafka.bootstrap = bootstrap();
     turnstile::admin::Cluster::connect(&config).expect("connect to the broker under test")
+}
+
+// ---------------------------------------------------------------------------
+// Running services, booking load and outcome checks (the `runner_*` tests)
+// ---------------------------------------------------------------------------
+
+/// The release build of a service's plugin (`scripts/build-plugins`), next
+/// to the binary's target directory.
+pub fn plugin_path(service: &str) -> PathBuf {
+    let name = match service {
+        TICKETING_SERVICE => "ticketing",
+        SEAT_RESERVATION_SERVICE => "reservation",
+        other => panic!("no plugin for service {other:?}"),
+    };
+    let bin = turnstile_bin();
+    let target = bin.parent().and_then(|profile| profile.parent()).expect("the binary lives in target/<profile>");
+    let path = target.join("wasm32-wasip2").join("release").join(format!("turnstile_{name}.wasm"));
+    assert!(path.is_file(), "{} is missing: run scripts/build-plugins before these tests", path.display());
+    path
+}
+
+/// Where the service logs of an event's test go. They are kept after the
+/// test so that a failure message can point at them.
+pub fn log_dir(event_id: u64) -> PathBuf {
+    let dir = std::env::temp_dir().join("turnstile-tests").join(format!("event-{event_id}"));
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
+    dir
+}
+
+/// One `turnstile run` child process; killed (SIGKILL) when dropped.
+/// stdout and stderr go to a log file per start, listed by `Display`.
+pub struct Service {
+    pub service: String,
+    pub event_id: u64,
+    pub instance: String,
+    /// Extra environment (configuration overrides such as
+    /// `TURNSTILE_RUNNER__COMMIT_INTERVAL_MS`), kept for restarts.
+    env: Vec<(String, String)>,
+    child: Option<Child>,
+    logs: Vec<PathBuf>,
+}
+
+impl Service {
+    /// Starts `turnstile run --service SERVICE --event ID --instance INSTANCE`
+    /// with the service's release plugin.
+    pub fn start(service: &str, event_id: u64, instance: &str) -> Service {
+        Self::start_with_env(service, event_id, instance, &[])
+    }
+
+    /// Like [`start`](Self::start) with extra environment variables.
+    pub fn start_with_env(service: &str, event_id: u64, instance: &str, env: &[(&str, &str)]) -> Service {
+        let mut s = Service {
+            service: service.to_owned(),
+            event_id,
+            instance: instance.to_owned(),
+            env: env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+            child: None,
+            logs: Vec::new(),
+        };
+        s.spawn();
+        s
+    }
+
+    fn spawn(&mut self) {
+        assert!(self.child.is_none(), "{self} is already running");
+        // One new file per process start, even for two guards of one instance.
+        let dir = log_dir(self.event_id);
+        let (log, file) = (1..)
+            .find_map(|n| {
+                let log = dir.join(format!("{}-{}-{n}.log", self.service, self.instance));
+                match std::fs::File::create_new(&log) {
+                    Ok(file) => Some(Ok((log, file))),
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => None,
+                    Err(e) => Some(Err(format!("cannot create {}: {e}", log.display()))),
+                }
+            })
+            .expect("an unused log name")
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut cmd = turnstile_command(["run", "--service", &self.service, "--event", &self.event_id.to_string()]);
+        cmd.arg("--plugin")
+            .arg(plugin_path(&self.service))
+            .args(["--instance", &self.instance])
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .stdout(file.try_clone().expect("clone the log file handle"))
+            .stderr(file);
+        self.logs.push(log);
+        self.child = Some(cmd.spawn().unwrap_or_else(|e| panic!("cannot start {self}: {e}")));
+    }
+
+    /// Starts the service again with the same instance id (after a kill or stop).
+    pub fn restart(&mut self) {
+        self.spawn();
+    }
+
+    /// The process id while running.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Kills the process with SIGKILL (no chance to commit or leave the group).
+    pub fn sigkill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Sends `signal` (a `kill` name such as `STOP` or `CONT`) to the process.
+    pub fn signal(&self, signal: &str) {
+        let pid = self.pid().unwrap_or_else(|| panic!("{self} is not running"));
+        let sent = Command::new("kill").args([format!("-{signal}"), pid.to_string()]).status();
+        assert!(sent.as_ref().is_ok_and(|s| s.success()), "cannot send SIG{signal} to {self}: {sent:?}");
+    }
+
+    /// Sends SIGTERM and waits (up to 60 s) for the process to exit; returns
+    /// its exit status. Panics, with the log, if it does not stop.
+    pub fn sigterm(&mut self) -> ExitStatus {
+        self.signal("TERM");
+        let mut child = self.child.take().unwrap_or_else(|| panic!("{self} is not running"));
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = child.try_wait().expect("wait for the service") {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("{self} did not stop within 60 s of SIGTERM\n{}", self.log_tail(30));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Stops the service with SIGTERM and panics unless it exits with 0.
+    pub fn stop(&mut self) {
+        let status = self.sigterm();
+        assert!(status.success(), "{self} exited with {status} after SIGTERM\n{}", self.log_tail(30));
+    }
+
+    /// `Err` with the exit status and the end of the log if the process
+    /// has exited on its own.
+    pub fn check_running(&mut self) -> Result<(), String> {
+        let Some(child) = self.child.as_mut() else {
+            return Ok(());
+        };
+        match child.try_wait() {
+            Ok(None) => Ok(()),
+            Ok(Some(status)) => {
+                self.child = None;
+                Err(format!("{self} exited unexpectedly with {status}\n{}", self.log_tail(30)))
+            }
+            Err(e) => Err(format!("cannot check {self}: {e}")),
+        }
+    }
+
+    /// Lines of every log of this service that contain `needle` (ANSI
+    /// colour codes removed).
+    pub fn log_lines_containing(&self, needle: &str) -> Vec<String> {
+        self.logs
+            .iter()
+            .flat_map(|path| {
+                let text = std::fs::read_to_string(path).unwrap_or_default();
+                text.lines().map(strip_ansi).filter(|l| l.contains(needle)).collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    /// The last `lines` lines of the current log.
+    pub fn log_tail(&self, lines: usize) -> String {
+        let Some(path) = self.logs.last() else {
+            return String::new();
+        };
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        let tail = all[all.len().saturating_sub(lines)..].join("\n");
+        format!("--- last {lines} lines of {}\n{tail}", path.display())
+    }
+}
+
+/// `line` without ANSI escape sequences (the service colours its log).
+pub fn strip_ansi(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // ESC [ parameters final-byte
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+impl fmt::Display for Service {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let logs: Vec<String> = self.logs.iter().map(|p| p.display().to_string()).collect();
+        write!(f, "{} instance {} of event {} (log {})", self.service, self.instance, self.event_id, logs.join(", "))
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        self.sigkill();
+    }
+}
+
+/// The `Display` of several services, for failure messages.
+pub fn describe(services: &[&Service]) -> String {
+    services.iter().map(|s| format!("  {s}")).collect::<Vec<_>>().join("\n")
+}
+
+/// Provisions `event_id` with `partitions` and the seating chart given as JSON.
+pub fn provision_with_chart(event_id: u64, partitions: i32, chart_json: &str) -> (Run, SeatingChart) {
+    let chart = SeatingChart::from_json(chart_json, "test chart").expect("the test's seating chart is valid");
+    let path = log_dir(event_id).join("seating.json");
+    std::fs::write(&path, chart_json).expect("write the seating chart");
+    let mut cmd = turnstile_command(["provision", "--event", &event_id.to_string()]);
+    cmd.args(["--partitions", &partitions.to_string(), "--seating"]).arg(&path);
+    let run = run(cmd);
+    run.expect_success();
+    (run, chart)
+}
+
+/// The members of a service's consumer group with their assignments, if
+/// the group is `Stable`.
+pub fn stable_members(event_id: u64, service: &str) -> Option<Vec<turnstile::admin::GroupMember>> {
+    let group = naming::consumer_group(event_id, service);
+    let list = plain_consumer().fetch_group_list(Some(&group), TIMEOUT).ok()?;
+    let g = list.groups().first()?;
+    if g.state() != "Stable" {
+        return None;
+    }
+    Some(
+        g.members()
+            .iter()
+            .map(|m| turnstile::admin::GroupMember {
+                member_id: m.id().to_owned(),
+                client_id: m.client_id().to_owned(),
+                host: m.client_host().to_owned(),
+                assignment: m.assignment().and_then(turnstile::admin::parse_assignment).unwrap_or_default(),
+            })
+            .collect(),
+    )
+}
+
+/// Waits (up to `timeout`) until the service's group is stable with exactly
+/// `members` members that between them own every partition of every input
+/// topic; returns the members. Panics naming the services otherwise.
+pub fn wait_for_group(
+    event_id: u64,
+    service: &str,
+    members: usize,
+    partitions: i32,
+    timeout: Duration,
+    running: &mut [&mut Service],
+) -> Vec<turnstile::admin::GroupMember> {
+    let inputs: BTreeSet<(String, i32)> = naming::input_topics(event_id, service)
+        .into_iter()
+        .flat_map(|t| (0..partitions).map(move |p| (t.to_string(), p)))
+        .collect();
+    let deadline = Instant::now() + timeout;
+    let mut last = None;
+    loop {
+        for s in running.iter_mut() {
+            if let Err(e) = s.check_running() {
+                panic!("waiting for the {service} group: {e}");
+            }
+        }
+        if let Some(found) = stable_members(event_id, service) {
+            let assigned: BTreeSet<(String, i32)> = found.iter().flat_map(|m| m.assignment.iter().cloned()).collect();
+            if found.len() == members && assigned == inputs && found.iter().all(|m| !m.assignment.is_empty()) {
+                return found;
+            }
+            last = Some(found);
+        }
+        if Instant::now() > deadline {
+            let shown: Vec<&Service> = running.iter().map(|s| &**s).collect();
+            panic!(
+                "the {service} group of event {event_id} did not become stable with {members} member(s) owning all \
+                 input partitions within {timeout:?}; last seen: {last:?}\n{}",
+                describe(&shown)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// What a planned buyer does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Buyer {
+    /// Leaves a reserved booking unpaid.
+    Abandons,
+    /// Pays once the booking is `pending_payment`.
+    Pays,
+    /// Cancels once the booking is `pending_payment`.
+    Cancels,
+    /// Sends a cancel right after the create, while the booking is `processing`.
+    CancelsAtOnce,
+    /// Sends a create that breaks the booking rules (must fail at once).
+    Invalid,
+}
+
+/// One booking the load will send.
+#[derive(Debug, Clone)]
+pub struct Planned {
+    pub command: CreateBooking,
+    pub buyer: Buyer,
+    /// The create is sent twice (a client retry); the repeat must change nothing.
+    pub send_twice: bool,
+}
+
+impl Planned {
+    /// Whether `status` is where this booking ends.
+    pub fn settled_at(&self, status: BookingStatus) -> bool {
+        use BookingStatus::*;
+        match self.buyer {
+            Buyer::Abandons => matches!(status, PendingPayment | Failed),
+            Buyer::Pays => matches!(status, Completed | Failed),
+            Buyer::Cancels | Buyer::CancelsAtOnce => matches!(status, Cancelled | Failed),
+            Buyer::Invalid => status == Failed,
+        }
+    }
+}
+
+/// `count` bookings against `chart`: about 60 % best_available and 40 %
+/// manual (some of those naming a seat outside the chart), quantities 1–4,
+/// a few invalid creates and repeated creates; of the valid ones about 35 %
+/// pay, 15 % cancel after reservation, 8 % cancel at once, the rest abandon.
+pub fn plan_bookings(chart: &SeatingChart, count: usize, seed: u64) -> Vec<Planned> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    (0..count)
+        .map(|_| {
+            let section = &chart.sections[rng.random_range(0..chart.sections.len())];
+            let subsection = rng.random_range(1..=section.subsections);
+            let mut quantity = rng.random_range(1..=4u32);
+            let manual = rng.random_bool(0.4);
+            let mut positions = Vec::new();
+            if manual {
+                let capacity = chart.rows * chart.cols;
+                let mut picked = BTreeSet::new();
+                while picked.len() < quantity.min(capacity) as usize {
+                    picked.insert((rng.random_range(1..=chart.rows), rng.random_range(1..=chart.cols)));
+                }
+                positions = picked.into_iter().filter_map(|(r, s)| SeatPosition::new(r, s)).collect();
+                quantity = positions.len() as u32;
+                if rng.random_bool(0.05) {
+                    // A seat the venue does not have: the reservation must fail.
+                    positions[0] = SeatPosition::new(chart.rows + 1, 1).expect("a valid position");
+                }
+            }
+            let roll: f64 = rng.random();
+            let buyer = if roll < 0.03 {
+                Buyer::Invalid
+            } else if roll < 0.38 {
+                Buyer::Pays
+            } else if roll < 0.53 {
+                Buyer::Cancels
+            } else if roll < 0.61 {
+                Buyer::CancelsAtOnce
+            } else {
+                Buyer::Abandons
+            };
+            if buyer == Buyer::Invalid {
+                if manual {
+                    quantity += 1; // fewer positions than seats asked for
+                } else {
+                    quantity = 5; // more than 4 seats
+                }
+            }
+            Planned {
+                command: CreateBooking {
+                    booking_id: uuid::Uuid::new_v4().to_string(),
+                    buyer_id: rng.random_range(1..=1_000_000),
+                    section: section.name.clone(),
+                    subsection,
+                    quantity,
+                    seat_selection_mode: if manual {
+                        SeatSelectionMode::Manual
+                    } else {
+                        SeatSelectionMode::BestAvailable
+                    },
+                    seat_positions: positions,
+                },
+                buyer,
+                send_twice: rng.random_bool(0.05),
+            }
+        })
+        .collect()
+}
+
+/// `per_subsection` single-seat best_available bookings for every
+/// subsection of `chart`, all abandoned once reserved.
+pub fn plan_single_seats(chart: &SeatingChart, per_subsection: usize) -> Vec<Planned> {
+    let mut plan = Vec::new();
+    for section in &chart.sections {
+        for subsection in 1..=section.subsections {
+            for i in 0..per_subsection {
+                plan.push(Planned {
+                    command: CreateBooking {
+                        booking_id: uuid::Uuid::new_v4().to_string(),
+                        buyer_id: 10_000_000 + i as u64,
+                        section: section.name.clone(),
+                        subsection,
+                        quantity: 1,
+                        seat_selection_mode: SeatSelectionMode::BestAvailable,
+                        seat_positions: Vec::new(),
+                    },
+                    buyer: Buyer::Abandons,
+                    send_twice: false,
+                });
+            }
+        }
+    }
+    plan
+}
+
+/// Publishes booking commands to `booking-command` the way clients must:
+/// keyed by the booking key, on the booking's partition.
+pub struct BookingClient {
+    pub event_id: u64,
+    pub partitions: i32,
+    pub topic: String,
+    publisher: Publisher,
+}
+
+impl BookingClient {
+    pub fn new(event_id: u64, partitions: i32) -> Self {
+        let mut config = turnstile::config::Config::default();
+        config.kafka.bootstrap = bootstrap();
+        BookingClient {
+            event_id,
+            partitions,
+            topic: naming::booking_command_topic(event_id).to_string(),
+            publisher: Publisher::new(&config).expect("create the booking publisher"),
+        }
+    }
+
+    /// Queues a command (fire and forget; see [`flush`](Self::flush)).
+    pub fn send(&self, command: &BookingCommand) {
+        let booking_id = match command {
+            BookingCommand::CreateBooking(c) => &c.booking_id,
+            BookingCommand::PayBooking(c) => &c.booking_id,
+            BookingCommand::CancelBooking(c) => &c.booking_id,
+        };
+        let payload = serde_json::to_vec(command).expect("encode a booking command");
+        self.send_raw(booking_id, &payload, &[]);
+    }
+
+    /// Queues arbitrary bytes under `booking_id`'s key and partition.
+    pub fn send_raw(&self, booking_id: &str, payload: &[u8], headers: &[(&str, &[u8])]) {
+        let partition = self.partition_of(booking_id);
+        let key = naming::booking_key(self.event_id, booking_id);
+        self.publisher
+            .send(turnstile::publisher::Record { topic: &self.topic, partition, key: key.as_bytes(), payload, headers })
+            .unwrap_or_else(|e| panic!("publishing to {}: {e}", self.topic));
+    }
+
+    /// The booking's partition (Kafka's default partitioner on its key).
+    pub fn partition_of(&self, booking_id: &str) -> i32 {
+        booking_partition(self.event_id, booking_id, self.partitions)
+    }
+
+    /// Waits until everything queued is delivered.
+    pub fn flush(&self) {
+        self.publisher.flush(Duration::from_secs(60)).unwrap_or_else(|e| panic!("publishing to {}: {e}", self.topic));
+    }
+}
+
+/// A live `read_committed` reader of every partition of `booking-status-changed`.
+pub struct StatusFeed {
+    consumer: BaseConsumer,
+}
+
+impl StatusFeed {
+    pub fn new(event_id: u64, partitions: i32) -> Self {
+        let consumer: BaseConsumer = client_config()
+            .set("group.id", format!("turnstile-tests-status-{}", uuid::Uuid::new_v4()))
+            .set("enable.auto.commit", "false")
+            .set("isolation.level", "read_committed")
+            .create()
+            .expect("create the status reader");
+        let topic = naming::booking_status_changed_topic(event_id).to_string();
+        let mut tpl = TopicPartitionList::new();
+        for p in 0..partitions {
+            tpl.add_partition_offset(&topic, p, Offset::Beginning).expect("add partition");
+        }
+        consumer.assign(&tpl).expect("assign the status partitions");
+        StatusFeed { consumer }
+    }
+
+    /// Status messages that arrive within `wait`.
+    pub fn poll(&self, wait: Duration) -> Vec<BookingStatusChanged> {
+        let deadline = Instant::now() + wait;
+        let mut out = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.consumer.poll(left.min(Duration::from_millis(100))) {
+                Some(Ok(m)) => {
+                    if let Some(s) = m.payload().and_then(|p| serde_json::from_slice(p).ok()) {
+                        out.push(s);
+                    }
+                }
+                Some(Err(e)) => panic!("reading booking statuses: {e}"),
+                None => {}
+            }
+            if left.is_zero() {
+                return out;
+            }
+        }
+    }
+}
+
+/// Drives a booking load through running services: publishes creates,
+/// watches statuses with a `read_committed` reader, and sends each buyer's
+/// pay or cancel once the booking is `pending_payment`.
+pub struct Sellout {
+    pub event_id: u64,
+    pub partitions: i32,
+    pub chart: SeatingChart,
+    pub plan: Vec<Planned>,
+    index: HashMap<String, usize>,
+    pub client: BookingClient,
+    feed: StatusFeed,
+    /// Latest status seen live per booking.
+    latest: HashMap<String, BookingStatus>,
+    /// Bookings whose follow-up was sent.
+    followed: HashSet<String>,
+    /// Follow-ups waiting while [`hold_follow_ups`](Self::hold_follow_ups) is on.
+    held: Vec<String>,
+    holding: bool,
+    published: usize,
+}
+
+impl Sellout {
+    pub fn new(event_id: u64, partitions: i32, chart: SeatingChart, plan: Vec<Planned>) -> Self {
+        let mut s = Sellout {
+            event_id,
+            partitions,
+            chart,
+            plan: Vec::new(),
+            index: HashMap::new(),
+            client: BookingClient::new(event_id, partitions),
+            feed: StatusFeed::new(event_id, partitions),
+            latest: HashMap::new(),
+            followed: HashSet::new(),
+            held: Vec::new(),
+            holding: false,
+            published: 0,
+        };
+        s.extend(plan);
+        s
+    }
+
+    /// Adds bookings to the plan (published by later [`publish`](Self::publish) calls).
+    pub fn extend(&mut self, plan: Vec<Planned>) {
+        for p in plan {
+            self.index.insert(p.command.booking_id.clone(), self.plan.len());
+            self.plan.push(p);
+        }
+    }
+
+    /// Publishes the next `n` creates of the plan (with their repeats and
+    /// immediate cancels) and waits for delivery.
+    pub fn publish(&mut self, n: usize) {
+        let end = (self.published + n).min(self.plan.len());
+        for p in &self.plan[self.published..end] {
+            let create = BookingCommand::CreateBooking(p.command.clone());
+            self.client.send(&create);
+            if p.send_twice {
+                self.client.send(&create);
+            }
+            if p.buyer == Buyer::CancelsAtOnce {
+                self.client.send(&BookingCommand::CancelBooking(CancelBooking {
+                    booking_id: p.command.booking_id.clone(),
+                    buyer_id: p.command.buyer_id,
+                }));
+            }
+        }
+        self.published = end;
+        self.client.flush();
+    }
+
+    /// Publishes every create not yet published.
+    pub fn publish_rest(&mut self) {
+        self.publish(self.plan.len());
+    }
+
+    /// While on, pays and cancels are kept back; turning it off sends them.
+    pub fn hold_follow_ups(&mut self, hold: bool) {
+        self.holding = hold;
+        if !hold {
+            for id in std::mem::take(&mut self.held) {
+                self.follow_up(&id);
+            }
+            self.client.flush();
+        }
+    }
+
+    /// Makes a booking's buyer pay (once it is, or if it already is,
+    /// `pending_payment`; held like every follow-up while holding).
+    pub fn make_payer(&mut self, booking_id: &str) {
+        let Some(&i) = self.index.get(booking_id) else { panic!("booking {booking_id} is not in the plan") };
+        self.plan[i].buyer = Buyer::Pays;
+        if self.latest(booking_id) == Some(BookingStatus::PendingPayment) && !self.followed.contains(booking_id) {
+            if self.holding {
+                if !self.held.iter().any(|h| h == booking_id) {
+                    self.held.push(booking_id.to_owned());
+                }
+            } else {
+                self.follow_up(booking_id);
+                self.client.flush();
+            }
+        }
+    }
+
+    fn follow_up(&mut self, booking_id: &str) {
+        let Some(&i) = self.index.get(booking_id) else { return };
+        let p = &self.plan[i];
+        let (booking_id, buyer_id) = (p.command.booking_id.clone(), p.command.buyer_id);
+        let command = match p.buyer {
+            Buyer::Pays => BookingCommand::PayBooking(PayBooking { booking_id, buyer_id }),
+            Buyer::Cancels => BookingCommand::CancelBooking(CancelBooking { booking_id, buyer_id }),
+            _ => return,
+        };
+        if self.followed.insert(p.command.booking_id.clone()) {
+            self.client.send(&command);
+        }
+    }
+
+    /// Reads statuses for up to `wait`, sending follow-ups as bookings
+    /// become `pending_payment`.
+    pub fn pump(&mut self, wait: Duration) {
+        let mut sent = false;
+        for s in self.feed.poll(wait) {
+            self.latest.insert(s.booking_id.clone(), s.status);
+            if s.status == BookingStatus::PendingPayment && !self.followed.contains(&s.booking_id) {
+                if self.holding {
+                    if !self.held.contains(&s.booking_id) {
+                        self.held.push(s.booking_id.clone());
+                    }
+                } else {
+                    self.follow_up(&s.booking_id);
+                    sent = true;
+                }
+            }
+        }
+        if sent {
+            self.client.flush();
+        }
+    }
+
+    /// The latest status seen for a booking.
+    pub fn latest(&self, booking_id: &str) -> Option<BookingStatus> {
+        self.latest.get(booking_id).copied()
+    }
+
+    /// Published bookings whose status is past `processing`.
+    pub fn decided(&self) -> usize {
+        self.plan[..self.published]
+            .iter()
+            .filter(|p| self.latest(&p.command.booking_id).is_some_and(|s| s != BookingStatus::Processing))
+            .count()
+    }
+
+    /// Published bookings in their final status.
+    pub fn settled(&self) -> usize {
+        self.plan[..self.published]
+            .iter()
+            .filter(|p| self.latest(&p.command.booking_id).is_some_and(|s| p.settled_at(s)))
+            .count()
+    }
+
+    /// Whether every published booking is decided.
+    pub fn all_decided(&self) -> bool {
+        self.decided() == self.published
+    }
+
+    /// Whether every published booking is in its final status.
+    pub fn all_settled(&self) -> bool {
+        self.settled() == self.published
+    }
+
+    /// Pumps until `done` holds; `Err` (with progress, a sample of stuck
+    /// bookings and the service logs) if a service exits or `timeout` passes.
+    pub fn drive_until(
+        &mut self,
+        what: &str,
+        timeout: Duration,
+        services: &mut [&mut Service],
+        done: impl Fn(&Sellout) -> bool,
+    ) -> Result<(), String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if done(self) {
+                return Ok(());
+            }
+            for s in services.iter_mut() {
+                s.check_running().map_err(|e| format!("{what}: {e}\n{}", self.progress()))?;
+            }
+            if Instant::now() > deadline {
+                let shown: Vec<&Service> = services.iter().map(|s| &**s).collect();
+                return Err(format!(
+                    "{what}: not reached within {timeout:?}; {}\nservices:\n{}",
+                    self.progress(),
+                    describe(&shown)
+                ));
+            }
+            self.pump(Duration::from_millis(200));
+        }
+    }
+
+    /// Progress and a sample of unsettled bookings, for failure messages.
+    pub fn progress(&self) -> String {
+        let stuck: Vec<String> = self.plan[..self.published]
+            .iter()
+            .filter(|p| !self.latest(&p.command.booking_id).is_some_and(|s| p.settled_at(s)))
+            .take(8)
+            .map(|p| format!("{} ({:?}): {:?}", p.command.booking_id, p.buyer, self.latest(&p.command.booking_id)))
+            .collect();
+        format!(
+            "{} published, {} decided, {} settled of {} planned; unsettled e.g. [{}]",
+            self.published,
+            self.decided(),
+            self.settled(),
+            self.plan.len(),
+            stuck.join(", ")
+        )
+    }
+
+    /// Reads both `booking-status-changed` and `seat-reservation-result`
+    /// with fresh `read_committed` readers and checks the contract.
+    pub fn verify(&self) -> Outcome {
+        let statuses = read_back(&naming::booking_status_changed_topic(self.event_id).to_string());
+        let results = read_back(&naming::seat_reservation_result_topic(self.event_id).to_string());
+        check_outcome(self, &statuses, &results)
+    }
+
+    /// [`verify`](Self::verify) until it finds no problem or `timeout`
+    /// passes (seat releases of late cancellations may still be on their
+    /// way); returns the last outcome.
+    pub fn verify_eventually(&self, timeout: Duration) -> Outcome {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let outcome = self.verify();
+            if outcome.problems.is_empty() || Instant::now() > deadline {
+                return outcome;
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+}
+
+/// What the checker found in the committed output of a sellout.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// Contract violations, one line each.
+    pub problems: Vec<String>,
+    pub status_messages: usize,
+    /// Final status per booking id.
+    pub finals: HashMap<String, BookingStatus>,
+    /// Bookings per final status name.
+    pub counts: BTreeMap<&'static str, usize>,
+    /// Seats held (pending_payment or completed) per (section, subsection).
+    pub held: BTreeMap<(String, u32), usize>,
+    /// Bookings failed by the seat service (not by validation).
+    pub reservation_failures: usize,
+}
+
+impl Outcome {
+    /// Panics listing the problems (at most 25) and `context` (service logs).
+    pub fn assert_clean(&self, context: &str) {
+        if self.problems.is_empty() {
+            return;
+        }
+        let shown: Vec<&str> = self.problems.iter().take(25).map(String::as_str).collect();
+        panic!(
+            "{} contract violation(s) in the committed output (first {}):\n  {}\nfinal statuses: {:?}\n{context}",
+            self.problems.len(),
+            shown.len(),
+            shown.join("\n  "),
+            self.counts
+        );
+    }
+
+    pub fn count(&self, status: BookingStatus) -> usize {
+        self.counts.get(status.as_str()).copied().unwrap_or(0)
+    }
+}
+
+fn seat_list(seats: &[SeatPosition]) -> String {
+    seats.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(",")
+}
+
+/// Checks the committed statuses and seat results of a sellout against
+/// DOMAIN.md §4–5 (see the `runner_flow` test for the list).
+pub fn check_outcome(sellout: &Sellout, statuses: &[Record], results: &[Record]) -> Outcome {
+    use BookingStatus::*;
+    let mut o = Outcome { status_messages: statuses.len(), ..Outcome::default() };
+    let event_id = sellout.event_id;
+    let chart = &sellout.chart;
+    let published: HashMap<&str, &Planned> =
+        sellout.plan[..sellout.published].iter().map(|p| (p.command.booking_id.as_str(), p)).collect();
+
+    // Status messages per booking, in offset order (one booking, one partition).
+    let mut seen: HashSet<(String, &'static str, Option<String>)> = HashSet::new();
+    let mut history: HashMap<String, Vec<(BookingStatusChanged, i64)>> = HashMap::new();
+    for r in statuses {
+        let Ok(s) = serde_json::from_slice::<BookingStatusChanged>(&r.value) else {
+            o.problems.push(format!(
+                "status partition {} offset {}: not a booking_status_changed: {}",
+                r.partition,
+                r.offset,
+                String::from_utf8_lossy(&r.value)
+            ));
+            continue;
+        };
+        let expected_key = naming::booking_key(event_id, &s.booking_id);
+        let expected_partition = booking_partition(event_id, &s.booking_id, sellout.partitions);
+        if r.key.as_deref() != Some(expected_key.as_str()) || r.partition != expected_partition {
+            o.problems.push(format!(
+                "status of {} is on partition {} with key {:?}; expected partition {expected_partition} key {expected_key}",
+                s.booking_id, r.partition, r.key
+            ));
+        }
+        if !seen.insert((s.booking_id.clone(), s.status.as_str(), s.reason.clone())) {
+            o.problems.push(format!(
+                "duplicate status message: booking {} {} reason {:?} appears again at partition {} offset {}",
+                s.booking_id,
+                s.status.as_str(),
+                s.reason,
+                r.partition,
+                r.offset
+            ));
+        }
+        history.entry(s.booking_id.clone()).or_default().push((s, r.offset));
+    }
+    for id in history.keys() {
+        if !published.contains_key(id.as_str()) {
+            o.problems.push(format!("status for booking {id}, which the test never sent"));
+        }
+    }
+
+    // Seat results per booking.
+    let mut reserved: HashMap<String, Vec<SeatPosition>> = HashMap::new();
+    let mut released: HashMap<String, Vec<SeatPosition>> = HashMap::new();
+    let mut sold: HashMap<String, Vec<SeatPosition>> = HashMap::new();
+    for r in results {
+        let Ok(result) = serde_json::from_slice::<SeatResult>(&r.value) else {
+            o.problems.push(format!(
+                "seat result partition {} offset {} does not parse: {}",
+                r.partition,
+                r.offset,
+                String::from_utf8_lossy(&r.value)
+            ));
+            continue;
+        };
+        let (id, seats, into) = match result {
+            SeatResult::SeatsReserved(x) => (x.booking_id, x.seats, &mut reserved),
+            SeatResult::SeatsReleased(x) => (x.booking_id, x.seats, &mut released),
+            SeatResult::SeatsSold(x) => (x.booking_id, x.seats, &mut sold),
+            SeatResult::ReservationFailed(_) => continue,
+        };
+        let mut seats = seats;
+        seats.sort();
+        if let Some(before) = into.get(&id).filter(|before| **before != seats) {
+            o.problems.push(format!(
+                "seat results for booking {id} disagree: {} then {}",
+                seat_list(before),
+                seat_list(&seats)
+            ));
+        }
+        into.insert(id, seats);
+    }
+
+    // Per booking: the lifecycle, the final status, the seats.
+    let mut holders: BTreeMap<(String, u32, SeatPosition), String> = BTreeMap::new();
+    for p in sellout.plan[..sellout.published].iter() {
+        let c = &p.command;
+        let id = c.booking_id.as_str();
+        let Some(h) = history.get(id) else {
+            o.problems.push(format!("booking {id} ({:?}) has no status message at all", p.buyer));
+            continue;
+        };
+        let mut current: Option<BookingStatus> = None;
+        let mut decisions = 0;
+        let mut processing = 0;
+        let mut reserved_seats: Option<Vec<SeatPosition>> = None;
+        for (s, offset) in h {
+            let allowed = match (current, s.status) {
+                (None, Processing) => p.buyer != Buyer::Invalid,
+                (None, Failed) => p.buyer == Buyer::Invalid,
+                (Some(Processing), PendingPayment | Failed | Cancelled) => true,
+                (Some(PendingPayment), Completed | Cancelled) => true,
+                // A refused command repeats the unchanged status with the refusal.
+                (Some(a), b) if a == b => s.reason.as_deref().is_some_and(|r| !r.is_empty()),
+                _ => false,
+            };
+            if !allowed {
+                o.problems.push(format!(
+                    "booking {id} ({:?}): status {} (reason {:?}) at offset {offset} after {:?}; history {:?}",
+                    p.buyer,
+                    s.status.as_str(),
+                    s.reason,
+                    current.map(BookingStatus::as_str),
+                    h.iter().map(|(s, _)| s.status.as_str()).collect::<Vec<_>>()
+                ));
+            }
+            if current != Some(s.status) {
+                match s.status {
+                    Processing => processing += 1,
+                    PendingPayment | Failed => decisions += 1,
+                    _ => {}
+                }
+            }
+            if s.status == Failed && s.reason.as_deref().is_none_or(str::is_empty) {
+                o.problems.push(format!("booking {id} failed without a reason"));
+            }
+            if s.status == PendingPayment && current != Some(PendingPayment) {
+                let seats = s.seats.clone().unwrap_or_default();
+                check_reservation(&mut o, chart, p, &seats, s.total_price);
+                let mut sorted = seats;
+                sorted.sort();
+                reserved_seats = Some(sorted);
+            }
+            if matches!(s.status, Completed | Cancelled)
+                && let (Some(seats), Some(expected)) = (&s.seats, &reserved_seats)
+            {
+                let mut seats = seats.clone();
+                seats.sort();
+                if seats != *expected {
+                    o.problems.push(format!(
+                        "booking {id} is {} with seats {} but reserved {}",
+                        s.status.as_str(),
+                        seat_list(&seats),
+                        seat_list(expected)
+                    ));
+                }
+            }
+            current = Some(s.status);
+        }
+        let last = current.expect("a history is never empty");
+        if p.buyer == Buyer::Invalid {
+            if h.len() != 1 || last != Failed {
+                o.problems.push(format!(
+                    "invalid booking {id} must fail once and only: {:?}",
+                    h.iter().map(|(s, _)| s.status.as_str()).collect::<Vec<_>>()
+                ));
+            }
+        } else {
+            if processing != 1 {
+                o.problems.push(format!("booking {id}: `processing` emitted {processing} times"));
+            }
+            let expected_decisions = if p.buyer == Buyer::CancelsAtOnce { 0..=1 } else { 1..=1 };
+            if !expected_decisions.contains(&decisions) {
+                o.problems.push(format!(
+                    "booking {id} ({:?}): {decisions} decisions (pending_payment/failed); history {:?}",
+                    p.buyer,
+                    h.iter().map(|(s, _)| s.status.as_str()).collect::<Vec<_>>()
+                ));
+            }
+        }
+        if !p.settled_at(last) {
+            o.problems.push(format!(
+                "booking {id} ({:?}) ended {}, which is not where this buyer's booking must end; history {:?}",
+                p.buyer,
+                last.as_str(),
+                h.iter().map(|(s, _)| s.status.as_str()).collect::<Vec<_>>()
+            ));
+        }
+        if last == Failed && h.iter().any(|(s, _)| s.status == Processing) {
+            o.reservation_failures += 1;
+        }
+        *o.counts.entry(last.as_str()).or_default() += 1;
+        o.finals.insert(id.to_owned(), last);
+
+        // Seats: held by at most one booking; the seat service agrees.
+        let key = (c.section.clone(), c.subsection);
+        if matches!(last, PendingPayment | Completed) {
+            let seats = reserved_seats.clone().unwrap_or_default();
+            *o.held.entry(key.clone()).or_default() += seats.len();
+            for seat in &seats {
+                if let Some(other) = holders.insert((c.section.clone(), c.subsection, *seat), id.to_owned()) {
+                    o.problems.push(format!(
+                        "seat {seat} of {}/{} is held by both booking {other} and booking {id}",
+                        c.section, c.subsection
+                    ));
+                }
+            }
+        }
+        let r = reserved.get(id);
+        match last {
+            PendingPayment | Completed => {
+                if r != reserved_seats.as_ref() {
+                    o.problems.push(format!(
+                        "booking {id} is {} with seats {:?}, but the seat service reserved {:?}",
+                        last.as_str(),
+                        reserved_seats.as_deref().map(seat_list),
+                        r.map(|s| seat_list(s))
+                    ));
+                }
+                if released.contains_key(id) {
+                    o.problems.push(format!("booking {id} is {} but its seats were released", last.as_str()));
+                }
+                if last == Completed && sold.get(id) != reserved_seats.as_ref() {
+                    o.problems.push(format!(
+                        "booking {id} is completed with seats {:?}, but the seat service sold {:?}",
+                        reserved_seats.as_deref().map(seat_list),
+                        sold.get(id).map(|s| seat_list(s))
+                    ));
+                }
+            }
+            Cancelled => {
+                if let Some(r) = r
+                    && released.get(id) != Some(r)
+                {
+                    o.problems.push(format!(
+                        "booking {id} is cancelled but its seats {} were not released (released: {:?})",
+                        seat_list(r),
+                        released.get(id).map(|s| seat_list(s))
+                    ));
+                }
+                if sold.contains_key(id) {
+                    o.problems.push(format!("booking {id} is cancelled but its seats were sold"));
+                }
+            }
+            Failed => {
+                if let Some(r) = r {
+                    o.problems.push(format!("booking {id} failed but the seat service reserved {}", seat_list(r)));
+                }
+            }
+            Processing => {}
+        }
+    }
+    let capacity = (chart.rows * chart.cols) as usize;
+    for ((section, subsection), n) in &o.held {
+        if *n > capacity {
+            o.problems.push(format!("{n} seats held in {section}/{subsection}, which has {capacity}"));
+        }
+    }
+    o
+}
+
+/// A `pending_payment` message carries the seats asked for, inside the chart,
+/// at the subsection's price.
+fn check_reservation(o: &mut Outcome, chart: &SeatingChart, p: &Planned, seats: &[SeatPosition], price: Option<u64>) {
+    let c = &p.command;
+    let id = &c.booking_id;
+    let distinct: BTreeSet<SeatPosition> = seats.iter().copied().collect();
+    if seats.len() != c.quantity as usize || distinct.len() != seats.len() {
+        o.problems.push(format!("booking {id} asked for {} seats and got {}", c.quantity, seat_list(seats)));
+    }
+    if let Some(bad) = seats.iter().find(|s| s.row > chart.rows || s.seat > chart.cols) {
+        o.problems.push(format!("booking {id} got seat {bad}, outside the {}x{} subsection", chart.rows, chart.cols));
+    }
+    if c.seat_selection_mode == SeatSelectionMode::Manual {
+        let asked: BTreeSet<SeatPosition> = c.seat_positions.iter().copied().collect();
+        if asked != distinct {
+            o.problems.push(format!(
+                "manual booking {id} asked for {} and got {}",
+                seat_list(&c.seat_positions),
+                seat_list(seats)
+            ));
+        }
+    }
+    let unit = chart.sections.iter().find(|s| s.name == c.section).map(|s| s.price);
+    if let Some(unit) = unit
+        && price != Some(unit * seats.len() as u64)
+    {
+        o.problems.push(format!("booking {id}: total_price {price:?} for {} seats at {unit}", seats.len()));
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Deployed plugins and hot reload (the `reload` tests)
+// ---------------------------------------------------------------------------
+
+impl Service {
+    /// Starts `turnstile run --service SERVICE --event ID --instance INSTANCE
+    /// --plugins DIR`: the service runs `DIR/SERVICE/current` and hot-reloads
+    /// whatever is deployed or rolled back there. `env` as for
+    /// [`start_with_env`](Self::start_with_env). Not for [`restart`](Self::restart),
+    /// which starts the release build with `--plugin`.
+    pub fn start_deployed(
+        service: &str,
+        event_id: u64,
+        instance: &str,
+        plugins: &std::path::Path,
+        env: &[(&str, &str)],
+    ) -> Service {
+        let mut s = Service {
+            service: service.to_owned(),
+            event_id,
+            instance: instance.to_owned(),
+            env: env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+            child: None,
+            logs: Vec::new(),
+        };
+        let dir = log_dir(event_id);
+        let (log, file) = (1..)
+            .find_map(|n| {
+                let log = dir.join(format!("{service}-{instance}-{n}.log"));
+                std::fs::File::create_new(&log).ok().map(|file| (log, file))
+            })
+            .expect("an unused log name");
+        let mut cmd = turnstile_command(["run", "--service", service, "--event", &event_id.to_string()]);
+        cmd.arg("--plugins")
+            .arg(plugins)
+            .args(["--instance", instance])
+            .envs(s.env.iter().map(|(k, v)| (k, v)))
+            .stdout(file.try_clone().expect("clone the log file handle"))
+            .stderr(file);
+        s.logs.push(log);
+        s.child = Some(cmd.spawn().unwrap_or_else(|e| panic!("cannot start {s}: {e}")));
+        s
+    }
+}
+
+/// `turnstile deploy FILE --service SERVICE --plugins DIR`.
+pub fn deploy_plugin(file: &std::path::Path, service: &str, plugins: &std::path::Path) -> Run {
+    let mut cmd = turnstile_command(["deploy"]);
+    cmd.arg(file).args(["--service", service, "--plugins"]).arg(plugins);
+    run(cmd)
+}
+
+/// `bytes` (a component or module) with a custom section `name` holding
+/// `payload` appended: a valid binary with another sha256, i.e. a distinct
+/// deployable version of the same plugin.
+pub fn with_custom_section(bytes: &[u8], name: &str, payload: &[u8]) -> Vec<u8> {
+    fn leb128(mut n: usize, out: &mut Vec<u8>) {
+        loop {
+            let byte = (n & 0x7f) as u8;
+            n >>= 7;
+            if n == 0 {
+                out.push(byte);
+                return;
+            }
+            out.push(byte | 0x80);
+        }
+    }
+    let mut body = Vec::new();
+    leb128(name.len(), &mut body);
+    body.extend_from_slice(name.as_bytes());
+    body.extend_from_slice(payload);
+    let mut out = bytes.to_vec();
+    out.push(0);
+    leb128(body.len(), &mut out);
+    out.extend_from_slice(&body);
+    out
 }

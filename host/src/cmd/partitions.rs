@@ -3,8 +3,7 @@
 use std::process::ExitCode;
 
 use turnstile::config::Overrides;
-use turnstile::naming::section_key;
-use turnstile::partition::section_partition;
+use turnstile::routing;
 use turnstile::seating::{Distribution, SeatingChart};
 
 use crate::cli::{GlobalArgs, PartitionsArgs};
@@ -19,8 +18,8 @@ pub fn run(global: &GlobalArgs, args: PartitionsArgs) -> anyhow::Result<ExitCode
         anyhow::bail!(super::UsageError("give at least one --section or a --seating chart".into()));
     }
     for section in &args.sections {
-        let p = section_partition(args.event, section, partitions);
-        println!("{section} {p} {}", section_key(args.event, section, p));
+        let (p, key) = routing::by_section(args.event, section, partitions);
+        println!("{section} {p} {key}");
     }
     if let Some(path) = &args.seating {
         let chart = SeatingChart::from_path(path).map_err(|e| super::UsageError(e.to_string()))?;

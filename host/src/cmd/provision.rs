@@ -8,7 +8,7 @@ use turnstile::admin::{Cluster, provision};
 use turnstile::config::{Config, Overrides};
 use turnstile::publisher::Publisher;
 use turnstile::seating::{Distribution, SeatingChart};
-use turnstile::{naming, partition};
+use turnstile::{naming, routing};
 
 use crate::cli::{GlobalArgs, ProvisionArgs};
 
@@ -44,8 +44,7 @@ fn publish_chart(config: &Config, event_id: u64, chart: &SeatingChart) -> anyhow
     let publisher = Publisher::new(config).context("creating the producer")?;
     let mut sent = 0;
     for (section, command) in chart.configure_commands() {
-        let partition = partition::section_partition(event_id, &section, partitions);
-        let key = naming::section_key(event_id, &section, partition);
+        let (partition, key) = routing::by_section(event_id, &section, partitions);
         let payload = serde_json::to_vec(&command).context("encoding configure_subsection")?;
         publisher
             .publish(&topic, partition, &key, &payload)

@@ -10,8 +10,8 @@ use serde_json::Value;
 use turnstile::admin;
 use turnstile::config::Overrides;
 use turnstile::naming::{self, TopicKind};
-use turnstile::partition::{booking_partition, section_partition};
 use turnstile::publisher::Publisher;
+use turnstile::routing;
 
 use crate::cli::{GlobalArgs, PublishArgs};
 
@@ -84,12 +84,11 @@ fn route(event_id: u64, kind: TopicKind, line: &str, partitions: i32) -> Result<
     match kind {
         TopicKind::BySection => {
             let section = field("section")?;
-            let p = section_partition(event_id, section, partitions);
-            Ok((p, naming::section_key(event_id, section, p)))
+            Ok(routing::by_section(event_id, section, partitions))
         }
         TopicKind::ByBooking => {
             let booking_id = field("booking_id")?;
-            Ok((booking_partition(event_id, booking_id, partitions), naming::booking_key(event_id, booking_id)))
+            Ok(routing::by_booking(event_id, booking_id, partitions))
         }
         TopicKind::Changelog => Err("changelog topics are written by the services only".into()),
     }
@@ -105,7 +104,7 @@ mod tests {
         assert_eq!((p, key.as_str()), (2, "event-1-section-C-partition-2"));
         let (p, key) = route(1, TopicKind::ByBooking, r#"{"booking_id":"b1"}"#, 10).unwrap();
         assert_eq!(key, "event-1-booking-b1");
-        assert_eq!(p, booking_partition(1, "b1", 10));
+        assert_eq!(p, turnstile::partition::booking_partition(1, "b1", 10));
         assert!(route(1, TopicKind::ByBooking, "{", 10).unwrap_err().contains("not JSON"));
         assert!(route(1, TopicKind::BySection, "{}", 10).unwrap_err().contains("section"));
     }

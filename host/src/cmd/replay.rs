@@ -41,9 +41,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use turnstile::config::Overrides;
 use turnstile::naming::{self, CLIENT, TopicKind, TopicName};
-use turnstile::partition::{booking_partition, section_partition};
+
 use turnstile::plugin::{EngineSettings, MemoryState, Message, PluginEngine, PluginInstance};
-use turnstile::routing::Router;
+use turnstile::routing::{self, Router};
 
 use super::UsageError;
 use crate::cli::{GlobalArgs, ReplayArgs};
@@ -207,11 +207,13 @@ fn parse_input(line: &str, event_id: u64, service: &str, partitions: i32) -> Res
     let field = |name: &str| input.value.get(name).and_then(Value::as_str);
     let derived = match kind {
         Some(TopicKind::BySection) => field("section").map(|section| {
-            let p = input.partition.unwrap_or_else(|| section_partition(event_id, section, partitions));
-            (p, naming::section_key(event_id, section, p))
+            let (p, key) = routing::by_section(event_id, section, partitions);
+            match input.partition {
+                Some(given) => (given, naming::section_key(event_id, section, given)),
+                None => (p, key),
+            }
         }),
-        Some(TopicKind::ByBooking) => field("booking_id")
-            .map(|id| (booking_partition(event_id, id, partitions), naming::booking_key(event_id, id))),
+        Some(TopicKind::ByBooking) => field("booking_id").map(|id| routing::by_booking(event_id, id, partitions)),
         _ => None,
     };
     let partition = input.partition.or(derived.as_ref().map(|d| d.0)).unwrap_or(0);
@@ -345,7 +347,7 @@ mod tests {
 
         let t = naming::TICKETING_SERVICE;
         let i = parse_input(r#"{"action":"booking-command","value":{"booking_id":"b1"}}"#, 1, t, 10).unwrap();
-        assert_eq!(i.partition, booking_partition(1, "b1", 10));
+        assert_eq!(i.partition, turnstile::partition::booking_partition(1, "b1", 10));
         assert_eq!(i.key.as_deref(), Some("event-1-booking-b1"));
 
         let i = parse_input(r#"{"action":"booking-command","partition":3,"key":"k","value":"raw"}"#, 1, t, 10).unwrap();

@@ -4,11 +4,11 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use anyhow::Context;
+use turnstile::admin::Cluster;
 use turnstile::config::Overrides;
 use turnstile::deploy::{Store, Watcher};
 use turnstile::plugin::{EngineSettings, PluginEngine};
-use turnstile::runner::{Identity, Reloader, Runner};
+use turnstile::runner::{Identity, Reloader, Runner, RunnerError};
 
 use crate::cli::{GlobalArgs, RunArgs};
 
@@ -27,13 +27,16 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
         .ok_or_else(|| super::UsageError("which service? give --service or set service.name".into()))?;
     let event_id =
         config.service.event_id.ok_or_else(|| super::UsageError("which event? give --event or set EVENT_ID".into()))?;
+    // An unreachable bootstrap is a configuration error (exit 2), found
+    // before anything else starts.
+    Cluster::connect(&config)?;
     let engine = PluginEngine::new(EngineSettings::from_config(&config.plugin))?;
     let identity = Identity::from_config(&config, &service, event_id);
     let runner = match &args.plugin {
         Some(path) => {
             let plugin =
                 engine.load_file(path).map_err(|e| super::UsageError(format!("plugin {}: {e}", path.display())))?;
-            Runner::new(&config, identity, &plugin).context("cannot start the service")?
+            Runner::new(&config, identity, &plugin).map_err(start_error)?
         }
         None => {
             // The watcher's first poll is the version to start with, so a
@@ -51,7 +54,7 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
                 .map_err(|e| super::UsageError(format!("deployed {service} v{}: {e}", version.number)))?;
             tracing::info!(deployment = version.number, plugin_version = %plugin.manifest().version, "running the deployed version");
             Runner::new(&config, identity, &plugin)
-                .context("cannot start the service")?
+                .map_err(start_error)?
                 .with_reloads(Reloader::new(engine.clone(), watcher), version.number)
         }
     };
@@ -61,6 +64,15 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
     let worker = std::thread::Builder::new().name(format!("{service}-runner")).spawn(move || runner.run(&flag))?;
 
     wait_for_signal(&shutdown, &worker)?;
+    // Bounded: a broker that stopped answering must not keep the process
+    // alive; its open transaction is aborted by the broker either way.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(config.runner.shutdown_timeout_ms);
+    while !worker.is_finished() {
+        if std::time::Instant::now() > deadline {
+            anyhow::bail!("the runner did not stop within runner.shutdown_timeout_ms; exiting without a clean commit");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     let metrics = worker.join().map_err(|_| anyhow::anyhow!("the runner thread panicked"))??;
     tracing::info!(?metrics, "stopped");
     Ok(ExitCode::SUCCESS)
@@ -84,4 +96,14 @@ fn wait_for_signal<T>(shutdown: &AtomicBool, worker: &std::thread::JoinHandle<T>
         shutdown.store(true, Ordering::Relaxed);
         Ok(())
     })
+}
+
+/// Start-up failures that the user must fix are usage errors (exit 2).
+fn start_error(err: RunnerError) -> anyhow::Error {
+    match err {
+        RunnerError::NotProvisioned { .. }
+        | RunnerError::WrongService { .. }
+        | RunnerError::UnequalPartitions { .. } => super::UsageError(err.to_string()).into(),
+        other => anyhow::Error::new(other).context("cannot start the service"),
+    }
 }

@@ -15,8 +15,8 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Message, Offset, TopicPartitionList};
 use turnstile::config::{Config, Overrides};
 use turnstile::naming::{self, SEAT_RESERVATION_SERVICE, TICKETING_SERVICE};
-use turnstile::partition::booking_partition;
 use turnstile::publisher::Publisher;
+use turnstile::routing;
 use turnstile::seating::SeatingChart;
 use turnstile::sellout::plan::{self, Follow, Mix};
 use turnstile::sellout::tally::Tally;
@@ -54,8 +54,11 @@ pub fn run(global: &GlobalArgs, args: SelloutArgs) -> anyhow::Result<ExitCode> {
     let mut provision = turnstile_command(global);
     provision.args(["provision", "--event", &event_id.to_string(), "--seating"]).arg(&seating_file);
     let status = provision.stdout(Stdio::null()).status().context("cannot run turnstile provision")?;
-    if !status.success() {
-        bail!("provisioning event {event_id} failed ({status})");
+    match status.code() {
+        Some(0) => {}
+        // The child already said what was wrong with the input or config.
+        Some(2) => bail!(super::UsageError(format!("provisioning event {event_id} was refused"))),
+        _ => bail!("provisioning event {event_id} failed ({status})"),
     }
 
     let mut services = Services::default();
@@ -100,8 +103,8 @@ fn drive(
     let mut tally = Tally::default();
     let send = |command: &BookingCommand, booking_id: &str| -> anyhow::Result<()> {
         let payload = serde_json::to_vec(command)?;
-        let partition = booking_partition(event_id, booking_id, partitions);
-        publisher.publish(&commands_topic, partition, &naming::booking_key(event_id, booking_id), &payload)?;
+        let (partition, key) = routing::by_booking(event_id, booking_id, partitions);
+        publisher.publish(&commands_topic, partition, &key, &payload)?;
         Ok(())
     };
 

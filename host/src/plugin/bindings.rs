@@ -9,7 +9,7 @@ wasmtime::component::bindgen!({
     path: "../wit",
 });
 
-pub use turnstile::plugin::types;
+pub use self::turnstile::plugin::types;
 
 impl<S: StateAccess> turnstile::plugin::types::Host for HostState<S> {}
 
@@ -29,7 +29,7 @@ impl<S: StateAccess> turnstile::plugin::state::Host for HostState<S> {
 
 impl<S: StateAccess> turnstile::plugin::log::Host for HostState<S> {
     fn log(&mut self, level: turnstile::plugin::log::Level, message: String) {
-        use turnstile::plugin::log::Level;
+        use self::turnstile::plugin::log::Level;
         let service: &str = &self.service;
         match level {
             Level::Trace => {

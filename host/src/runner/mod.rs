@@ -51,6 +51,20 @@ pub enum RunnerError {
     NotProvisioned { event_id: u64, topic: String },
     #[error("plugin {plugin_service:?} cannot run as {service:?}")]
     WrongService { service: String, plugin_service: String },
+    #[error(
+        "the topics of event {event_id} have different partition counts {counts:?}; the state of partition p \
+         lives with partition p of every input topic, so they must be equal (re-provision the event)"
+    )]
+    UnequalPartitions { event_id: u64, counts: Vec<i32> },
+    #[error("the plugin cannot be instantiated any more: {0}")]
+    PluginUnavailable(String),
+    #[error("partition {topic}[{partition}] could not be rewound after an abort: {source}")]
+    Rewind {
+        topic: String,
+        partition: i32,
+        #[source]
+        source: KafkaError,
+    },
     #[error("{0}")]
     Rebalance(String),
 }
@@ -141,22 +155,25 @@ impl Runner {
         let changelog_topic = naming::changelog_topic(event_id, &identity.service).to_string();
 
         let mut producer_config = producer_properties(config);
+        // A transaction is the batch: commit sends at once, so lingering only
+        // adds latency.
+        producer_config.set("linger.ms", config.runner.linger_ms.to_string());
+        if !config.producer.extra.contains_key("retry.backoff.ms") {
+            // The coordinator answers CONCURRENT_TRANSACTIONS while it
+            // finishes the previous commit; librdkafka's default 100 ms
+            // backoff then capped the transaction rate.
+            producer_config.set("retry.backoff.ms", "10");
+        }
+        // What exactly-once rests on is not configurable.
         producer_config
-            // A transaction is the batch: commit sends at once, so lingering
-            // only adds latency. Short retry backoff, because the coordinator
-            // answers CONCURRENT_TRANSACTIONS while it finishes the previous
-            // commit, and librdkafka's default 100 ms wait capped the rate.
-            .set("linger.ms", config.runner.linger_ms.to_string())
-            .set("retry.backoff.ms", "10")
             .set("transactional.id", &identity.transactional_id)
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
             // A dead instance's open transaction blocks readers (and state
             // restore) until the broker aborts it after this long.
             .set("transaction.timeout.ms", "15000")
             .set("message.timeout.ms", "15000")
             .set("client.id", format!("{}-{}", identity.service, identity.instance_id));
-        for (key, value) in &config.producer.extra {
-            producer_config.set(key, value);
-        }
         let producer = Publisher::from_properties(producer_config)?;
         let timeout = Duration::from_millis(config.kafka.request_timeout_ms.max(30_000));
         producer.producer().init_transactions(timeout)?;
@@ -197,7 +214,7 @@ impl Runner {
         // instance only if every topic of the event has the same count.
         let counts: std::collections::BTreeSet<i32> = partitions.values().copied().collect();
         if counts.len() > 1 {
-            tracing::warn!(?partitions, "event topics differ in partition count; state co-location needs them equal");
+            return Err(RunnerError::UnequalPartitions { event_id, counts: counts.into_iter().collect() });
         }
         let output_partitions = counts.iter().next().copied().unwrap_or(config.kafka.partitions);
         let router = Router::new(event_id, &identity.service, output_partitions)
@@ -238,7 +255,18 @@ impl Runner {
     /// Runs until `shutdown` is set, then commits the open transaction and
     /// leaves the group.
     pub fn run(mut self, shutdown: &AtomicBool) -> Result<MetricsSnapshot, RunnerError> {
-        let Runner { consumer, inputs, worker: w, reloader } = &mut self;
+        match self.serve(shutdown) {
+            Ok(()) => self.shutdown(),
+            Err(err) => {
+                // The broker aborts the open transaction; say we are gone.
+                self.worker.write_report("failed");
+                Err(err)
+            }
+        }
+    }
+
+    fn serve(&mut self, shutdown: &AtomicBool) -> Result<(), RunnerError> {
+        let Runner { consumer, inputs, worker: w, reloader } = self;
         let interval = Duration::from_millis(w.config.runner.commit_interval_ms);
         let max_batch = w.config.runner.max_batch;
         let mut last_report = Instant::now();
@@ -267,6 +295,10 @@ impl Runner {
             let idle = match consumer.poll(wait) {
                 None => true,
                 Some(Ok(message)) => {
+                    // A hook inside this poll may have failed (state restore).
+                    if let Some(reason) = lock(&w.shared).fatal.take() {
+                        return Err(RunnerError::Rebalance(reason));
+                    }
                     if let Some(action) = inputs.get(message.topic()) {
                         w.process(action, &message)?;
                     }
@@ -302,7 +334,7 @@ impl Runner {
                 );
             }
         }
-        self.shutdown()
+        Ok(())
     }
 
     /// Commits what is open, leaves the group and flushes.
@@ -361,6 +393,10 @@ impl Worker {
                 .collect::<Result<Vec<_>, _>>()
         });
 
+        if let Err(HandleError::Unavailable(reason)) = outcome {
+            // Not the message's fault: stop rather than dead-letter good input.
+            return Err(RunnerError::PluginUnavailable(reason));
+        }
         let mut shared = lock(&self.shared);
         let txn = &mut shared.txn;
         txn.ensure_open()?;
@@ -368,7 +404,7 @@ impl Worker {
             Ok(outputs) => {
                 lock(&self.state.0).accept_message();
                 for (Destination { topic, partition, key }, payload, critical) in &outputs {
-                    txn.send(Record { topic, partition: *partition, key, payload, headers: &[] })?;
+                    txn.send(Record { topic, partition: *partition, key: key.as_bytes(), payload, headers: &[] })?;
                     if *critical {
                         txn.mark_critical();
                     }
@@ -395,7 +431,7 @@ impl Worker {
                 txn.send(Record {
                     topic: &self.dlq_topic,
                     partition: partition.min(dlq_partitions - 1),
-                    key: key.unwrap_or_default(),
+                    key: message.key().unwrap_or_default(),
                     payload: plugin_message.payload,
                     headers: &header_refs,
                 })?;
@@ -512,7 +548,16 @@ impl Worker {
                     if let Err(err) =
                         consumer.seek(&topic, partition, rdkafka::Offset::Offset(offset), Duration::from_secs(10))
                     {
-                        tracing::warn!(%topic, partition, error = %err, "seek after abort failed; the partition was probably revoked");
+                        let owned = consumer
+                            .assignment()
+                            .map(|a| a.find_partition(&topic, partition).is_some())
+                            .unwrap_or(true);
+                        if owned {
+                            // Going on would skip the aborted messages; a
+                            // restart resumes from the committed offsets.
+                            return Err(RunnerError::Rewind { topic, partition, source: err });
+                        }
+                        tracing::info!(%topic, partition, "not rewinding a partition that was revoked meanwhile");
                     }
                 }
                 Ok(())

@@ -11,7 +11,7 @@ use std::time::Duration;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::{ClientContext, TopicPartitionList};
 
-use super::transaction::Transaction;
+use super::transaction::{Transaction, TxnError};
 use crate::state::{ServiceState, changelog};
 
 /// What the rebalance hooks and the runner loop share.
@@ -45,50 +45,57 @@ impl ClientContext for RunnerContext {}
 impl ConsumerContext for RunnerContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         let revoked = match rebalance {
-            Rebalance::Revoke(tpl) => partitions_of(tpl),
+            Rebalance::Revoke(tpl) => Some(partitions_of(tpl)),
             Rebalance::Assign(_) => return,
+            // rust-rdkafka unassigns everything after an error: treat it as a
+            // lost assignment, so no state outlives the partitions it belongs to.
             Rebalance::Error(err) => {
-                tracing::warn!(error = %err, "rebalance error");
-                return;
+                tracing::warn!(error = %err, "rebalance error; dropping the assignment and its state");
+                None
             }
         };
         let mut shared = lock(&self.shared);
-        let Shared { txn, state, .. } = &mut *shared;
+        let Shared { txn, state, fatal } = &mut *shared;
         let mut state = lock(state);
         if txn.is_open() {
-            let lost = consumer.assignment_lost();
+            let lost = revoked.is_none() || consumer.assignment_lost();
             let outcome = match (lost, consumer.group_metadata()) {
                 (false, Some(group)) => txn.commit(&mut state, &group).map(|()| "committed"),
                 _ => txn.abort(&mut state).map(|_| "aborted"),
             };
             match outcome {
                 Ok(what) => tracing::info!(what, lost, "finished the open transaction before giving partitions up"),
+                Err(TxnError::Fatal(err)) => {
+                    tracing::error!(error = %err, "transactional producer failed at rebalance");
+                    *fatal = Some(format!("transactional producer failed at rebalance: {err}"));
+                }
                 Err(err) => {
                     tracing::warn!(error = %err, "open transaction lost at rebalance; the new owner replays it");
                     txn.take_rewind();
                 }
             }
         }
-        for p in &revoked {
-            state.remove(*p);
+        match revoked {
+            Some(revoked) => {
+                for p in &revoked {
+                    state.remove(*p);
+                }
+                tracing::info!(partitions = ?revoked, "partitions revoked");
+            }
+            None => state.clear(),
         }
-        tracing::info!(partitions = ?revoked, "partitions revoked");
     }
 
     fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         let Rebalance::Assign(tpl) = rebalance else { return };
-        let assigned = partitions_of(tpl);
-        let shared = lock(&self.shared);
-        let missing: Vec<i32> = {
-            let state = lock(&shared.state);
-            assigned.iter().copied().filter(|p| !state.contains(*p)).collect()
-        };
-        drop(shared);
-        if missing.is_empty() {
+        // Always from the changelog: another member may have moved a
+        // partition on since this instance last owned it.
+        let assigned: Vec<i32> = partitions_of(tpl).into_iter().collect();
+        if assigned.is_empty() {
             return;
         }
         let started = std::time::Instant::now();
-        match changelog::restore(&self.bootstrap, &self.changelog_topic, &missing, self.restore_timeout) {
+        match changelog::restore(&self.bootstrap, &self.changelog_topic, &assigned, self.restore_timeout) {
             Ok(restored) => {
                 let shared = lock(&self.shared);
                 let mut state = lock(&shared.state);
@@ -96,7 +103,7 @@ impl ConsumerContext for RunnerContext {
                 for (p, s) in restored {
                     state.insert(p, s);
                 }
-                tracing::info!(partitions = ?missing, keys, elapsed = ?started.elapsed(), "state restored from changelog");
+                tracing::info!(partitions = ?assigned, keys, elapsed = ?started.elapsed(), "state restored from changelog");
             }
             Err(err) => {
                 tracing::error!(error = %err, "cannot restore state");

@@ -207,12 +207,17 @@ fn retrying(mut call: impl FnMut() -> Result<(), KafkaError>) -> Result<(), TxnE
                 tracing::warn!(error = %e, attempt, "retrying transaction call");
                 attempt += 1;
             }
+            // Still undecided: the commit may land later, so neither abort
+            // nor replay; stop, and a restart reads the committed offsets.
+            Err(err @ KafkaError::Transaction(_)) if matches!(&err, KafkaError::Transaction(e) if e.is_retriable()) => {
+                return Err(TxnError::Fatal(err));
+            }
             Err(err) => return Err(classify(err)),
         }
     }
 }
 
-/// Sorts a transaction error into abortable and fatal (NOTES.md: rdkafka).
+/// Sorts a transaction error into abortable and fatal (`../shared/NOTES.md`, rdkafka).
 fn classify(err: KafkaError) -> TxnError {
     let fatal = match &err {
         KafkaError::Transaction(e) => e.is_fatal() || !e.txn_requires_abort() && !e.is_retriable(),

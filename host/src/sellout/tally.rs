@@ -222,9 +222,10 @@ impl Summary {
         if secs > 0.0 { (self.bookings - self.undecided) as f64 / secs } else { 0.0 }
     }
 
-    /// Whether the run kept every promise: all decided, nothing oversold.
+    /// Whether the run kept every promise: all decided, nothing oversold,
+    /// no status message more than the rules allow.
     pub fn is_clean(&self) -> bool {
-        self.undecided == 0 && self.oversold_seats == 0
+        self.undecided == 0 && self.oversold_seats == 0 && self.duplicate_status_messages == 0
     }
 }
 

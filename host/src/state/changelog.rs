@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
@@ -36,7 +36,7 @@ struct QuietEof;
 
 impl ClientContext for QuietEof {
     fn error(&self, error: KafkaError, reason: &str) {
-        if !matches!(error, KafkaError::PartitionEOF(_)) {
+        if !matches!(error, KafkaError::PartitionEOF(_) | KafkaError::Global(RDKafkaErrorCode::PartitionEOF)) {
             tracing::error!(%error, reason, "changelog reader error");
         }
     }
@@ -75,7 +75,16 @@ pub fn restore(
     }
     consumer.assign(&tpl).map_err(kafka)?;
 
-    let mut pending: HashSet<i32> = partitions.iter().copied().collect();
+    // The end to reach is the high watermark as of now, not the first
+    // end-of-partition: a read_committed reader stops early at the last
+    // stable offset while a transaction (the previous owner's last commit)
+    // is still being completed, and its writes must not be missed.
+    let mut targets: HashMap<i32, i64> = HashMap::new();
+    for &p in partitions {
+        let (_, high) = consumer.fetch_watermarks(topic, p, timeout).map_err(kafka)?;
+        targets.insert(p, high);
+    }
+    let mut pending: HashSet<i32> = partitions.iter().copied().filter(|p| targets[p] > 0).collect();
     let deadline = Instant::now() + timeout;
     while !pending.is_empty() {
         if Instant::now() > deadline {
@@ -84,10 +93,7 @@ pub fn restore(
             return Err(RestoreError::Timeout { topic: topic.to_owned(), pending, timeout });
         }
         match consumer.poll(Duration::from_millis(100)) {
-            None => {}
-            Some(Err(KafkaError::PartitionEOF(p))) => {
-                pending.remove(&p);
-            }
+            None | Some(Err(KafkaError::PartitionEOF(_))) => {}
             Some(Err(err)) => return Err(kafka(err)),
             Some(Ok(record)) => {
                 let Some(state) = states.get_mut(&record.partition()) else { continue };
@@ -98,6 +104,13 @@ pub fn restore(
                 };
             }
         }
+        // The position moves past commit markers and aborted records too, so
+        // it reaches the high watermark exactly when everything is read.
+        let positions = consumer.position().map_err(kafka)?;
+        pending.retain(|p| match positions.find_partition(topic, *p).map(|e| e.offset()) {
+            Some(Offset::Offset(position)) => position < targets[p],
+            _ => true,
+        });
     }
     Ok(states.into_iter().map(|(p, entries)| (p, PartitionState::from_committed(entries))).collect())
 }

@@ -100,6 +100,11 @@ impl ServiceState {
         self.partitions.contains_key(&partition)
     }
 
+    /// Drops every partition (the assignment was lost).
+    pub fn clear(&mut self) {
+        self.partitions.clear();
+    }
+
     /// The partitions loaded.
     pub fn partitions(&self) -> impl Iterator<Item = (i32, &PartitionState)> {
         self.partitions.iter().map(|(p, s)| (*p, s))
