@@ -101,6 +101,11 @@ pub struct RunnerConfig {
     pub linger_ms: u32,
     /// Where instances write the reports that `turnstile status` shows.
     pub status_dir: PathBuf,
+    /// The input consumer's `fetch.min.bytes`: larger means fewer, fuller
+    /// fetches under load, at up to `fetch_wait_max_ms` more latency.
+    pub fetch_min_bytes: u32,
+    /// The input consumer's `fetch.wait.max.ms`.
+    pub fetch_wait_max_ms: u32,
 }
 
 /// The WebAssembly sandbox.
@@ -167,6 +172,8 @@ impl Default for RunnerConfig {
             shutdown_timeout_ms: 10_000,
             linger_ms: 5,
             status_dir: PathBuf::from(".turnstile/status"),
+            fetch_min_bytes: 1,
+            fetch_wait_max_ms: 500,
         }
     }
 }
@@ -397,6 +404,8 @@ impl Config {
         check_range("runner.max_retries", i64::from(r.max_retries), 0, 100)?;
         check_range("runner.shutdown_timeout_ms", r.shutdown_timeout_ms as i64, 100, 600_000)?;
         check_range("runner.linger_ms", i64::from(r.linger_ms), 0, 60_000)?;
+        check_range("runner.fetch_min_bytes", i64::from(r.fetch_min_bytes), 1, 100_000_000)?;
+        check_range("runner.fetch_wait_max_ms", i64::from(r.fetch_wait_max_ms), 0, 300_000)?;
         let w = &self.plugin;
         check_range("plugin.deadline_ms", w.deadline_ms as i64, 1, 600_000)?;
         check_range("plugin.memory_limit_mib", w.memory_limit_mib as i64, 1, 4096)?;

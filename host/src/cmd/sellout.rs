@@ -69,9 +69,12 @@ pub fn run(global: &GlobalArgs, args: SelloutArgs) -> anyhow::Result<ExitCode> {
     wait_for_groups(&config, event_id, &mut services)?;
 
     let result = drive(&config, &chart, event_id, bookings, &args, &mut services);
+    let cpu = services.cpu_seconds();
     services.stop();
     let summary = result?;
     println!("{summary}");
+    let cpu: Vec<String> = cpu.iter().map(|(name, secs)| format!("{name} {secs:.2} s")).collect();
+    println!("cpu time: {}", cpu.join(", "));
     eprintln!("service logs: {}", work_dir.display());
     Ok(if summary.is_clean() { ExitCode::SUCCESS } else { ExitCode::from(super::EXIT_INCOMPLETE) })
 }
@@ -245,6 +248,25 @@ impl Services {
     /// The first service that is no longer running, if any.
     fn exited(&mut self) -> Option<String> {
         self.children.iter_mut().find_map(|(name, child)| child.try_wait().ok().flatten().map(|_| name.clone()))
+    }
+
+    /// CPU seconds (user + system) each service has used so far, from
+    /// `/proc` (absent where there is none).
+    fn cpu_seconds(&self) -> Vec<(String, f64)> {
+        // SAFETY: sysconf has no memory effects.
+        let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+        self.children
+            .iter()
+            .filter_map(|(name, child)| {
+                let stat = std::fs::read_to_string(format!("/proc/{}/stat", child.id())).ok()?;
+                // Fields after the parenthesised command name; utime and stime
+                // are the 14th and 15th fields of the whole line.
+                let rest = stat.rsplit_once(')')?.1;
+                let fields: Vec<&str> = rest.split_whitespace().collect();
+                let used: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+                Some((name.clone(), used / ticks))
+            })
+            .collect()
     }
 
     /// SIGTERM, then a bounded wait, then SIGKILL.

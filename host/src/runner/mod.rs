@@ -201,6 +201,8 @@ impl Runner {
             // Range assignment gives partition p of every input topic to one
             // instance, because all of an event's topics have the same count.
             .set("partition.assignment.strategy", "range")
+            .set("fetch.min.bytes", config.runner.fetch_min_bytes.to_string())
+            .set("fetch.wait.max.ms", config.runner.fetch_wait_max_ms.to_string())
             .set("session.timeout.ms", "10000")
             .set("heartbeat.interval.ms", "1000")
             .create_with_context(context)?;
