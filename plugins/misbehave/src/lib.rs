@@ -10,7 +10,7 @@
 extern crate alloc;
 
 #[cfg(target_arch = "wasm32")]
-mod component;
+turnstile_protocol::export_plugin!();
 
 use alloc::string::String;
 use alloc::vec;

@@ -6,6 +6,7 @@
 //!   [`Routing`], [`HandleError`]) so plugin logic runs natively and in wasm.
 //! - [`rules`]: booking validation shared by both services.
 //! - [`codec`]: a tiny binary writer/reader for compact plugin state.
+//! - [`export_plugin!`]: the component glue of a plugin crate.
 //!
 //! `no_std` + `alloc`; the `std` feature only switches serde to std. The
 //! `guest` feature (wasm32 only) supplies the runtime a `no_std` component
@@ -15,6 +16,7 @@
 extern crate alloc;
 
 pub mod codec;
+mod export;
 #[cfg(all(feature = "guest", target_arch = "wasm32"))]
 mod guest;
 pub mod messages;

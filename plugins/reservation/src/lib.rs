@@ -17,7 +17,7 @@ pub mod seatmap;
 pub mod select;
 
 #[cfg(target_arch = "wasm32")]
-mod component;
+turnstile_protocol::export_plugin!();
 
 use alloc::vec::Vec;
 

@@ -16,7 +16,7 @@ mod results;
 mod state;
 
 #[cfg(target_arch = "wasm32")]
-mod component;
+turnstile_protocol::export_plugin!();
 
 use alloc::vec::Vec;
 

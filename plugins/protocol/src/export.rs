@@ -1,0 +1,109 @@
+//! [`export_plugin!`]: the component glue every Rust plugin needs, written
+//! once. A plugin crate keeps its logic in plain Rust (native tests, the
+//! host's benchmark) and exports it as a component with one line.
+
+/// Exports the calling crate as a component of the plugin world.
+///
+/// The crate must define `SERVICE: &str`, `CONSUMES: &[&str]`,
+/// `EMITS: &[&str]` and
+/// `fn handle(&mut impl Store, event_id: u64, action: &str, payload: &[u8]) -> Result<Vec<Output>, HandleError>`,
+/// depend on `wit-bindgen` and on this crate with the `guest` feature (the
+/// allocator, panic handler and `cabi_realloc` of a `no_std` guest), and
+/// live at `plugins/<name>/` so that the world is at `../../wit`:
+///
+/// ```ignore
+/// #[cfg(target_arch = "wasm32")]
+/// turnstile_protocol::export_plugin!();
+/// ```
+// `crate::` is meant: it names the plugin crate that calls the macro.
+#[allow(clippy::crate_in_macro_def)]
+#[macro_export]
+macro_rules! export_plugin {
+    () => {
+        mod component {
+            use alloc::string::ToString;
+            use alloc::vec::Vec;
+
+            use $crate as proto;
+
+            // Generated code: `std_feature` guards std-only impls with a
+            // feature we never set, and the canonical ABI flattens a message
+            // into many parameters.
+            #[allow(unexpected_cfgs, clippy::too_many_arguments)]
+            mod bindings {
+                wit_bindgen::generate!({ path: "../../wit", world: "plugin", std_feature });
+            }
+
+            use bindings::turnstile::plugin::types::{Routing, SectionRoute};
+            use bindings::turnstile::plugin::{log, state};
+            use bindings::{Error, Guest, Manifest, Message, Output};
+
+            struct Plugin;
+
+            impl Guest for Plugin {
+                fn manifest() -> Manifest {
+                    Manifest {
+                        service: crate::SERVICE.into(),
+                        version: env!("CARGO_PKG_VERSION").into(),
+                        consumes: crate::CONSUMES.iter().map(ToString::to_string).collect(),
+                        emits: crate::EMITS.iter().map(ToString::to_string).collect(),
+                    }
+                }
+
+                fn handle(message: Message) -> Result<Vec<Output>, Error> {
+                    crate::handle(&mut HostState, message.event_id, &message.action, &message.payload)
+                        .map(|outputs| outputs.into_iter().map(output).collect())
+                        .map_err(|e| match e {
+                            proto::HandleError::Invalid(r) => Error::Invalid(r),
+                            proto::HandleError::Transient(r) => Error::Transient(r),
+                        })
+                }
+            }
+
+            bindings::export!(Plugin with_types_in bindings);
+
+            fn output(o: proto::Output) -> Output {
+                Output {
+                    action: o.action,
+                    routing: match o.routing {
+                        proto::Routing::Section { section, subsection } => {
+                            Routing::Section(SectionRoute { section, subsection })
+                        }
+                        proto::Routing::Booking(id) => Routing::Booking(id),
+                        proto::Routing::Event => Routing::Event,
+                    },
+                    payload: o.payload,
+                    critical: o.critical,
+                }
+            }
+
+            /// The host's `state` and `log` imports as a [`proto::Store`].
+            struct HostState;
+
+            impl proto::Store for HostState {
+                fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
+                    state::get(key)
+                }
+
+                fn put(&mut self, key: &[u8], value: &[u8]) {
+                    state::put(key, value);
+                }
+
+                fn delete(&mut self, key: &[u8]) {
+                    state::delete(key);
+                }
+
+                fn log(&mut self, level: proto::LogLevel, message: &str) {
+                    let level = match level {
+                        proto::LogLevel::Trace => log::Level::Trace,
+                        proto::LogLevel::Debug => log::Level::Debug,
+                        proto::LogLevel::Info => log::Level::Info,
+                        proto::LogLevel::Warn => log::Level::Warn,
+                        proto::LogLevel::Error => log::Level::Error,
+                    };
+                    log::log(level, message);
+                }
+            }
+        }
+    };
+}
