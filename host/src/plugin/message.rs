@@ -26,28 +26,10 @@ pub struct Header<'a> {
     pub value: &'a [u8],
 }
 
-/// Where an output goes, as the plugin names it; [`crate::routing`] turns it
-/// into a topic, partition and key.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum Routing {
-    /// Partitioned by section.
-    Section { section: String, subsection: u32 },
-    /// Partitioned by the booking key of this booking id.
-    Booking(String),
-    /// Keyed by the event.
-    Event,
-}
-
-/// One message a plugin asks the host to produce.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Output {
-    /// The action of the destination topic.
-    pub action: String,
-    pub routing: Routing,
-    pub payload: Vec<u8>,
-    /// Flush at once instead of waiting for the next batch.
-    pub critical: bool,
-}
+/// Where an output goes and what it carries: the same types the plugins'
+/// native logic returns, so host, plugins and benchmarks share one
+/// definition of the WIT `output` and `routing`.
+pub use turnstile_protocol::{Output, Routing};
 
 /// What a plugin says it is; read once at load.
 #[derive(Debug, Clone, PartialEq, Eq)]
