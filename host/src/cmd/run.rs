@@ -103,6 +103,7 @@ fn start_error(err: RunnerError) -> anyhow::Error {
     match err {
         RunnerError::NotProvisioned { .. }
         | RunnerError::WrongService { .. }
+        | RunnerError::MissingInput { .. }
         | RunnerError::UnequalPartitions { .. } => super::UsageError(err.to_string()).into(),
         other => anyhow::Error::new(other).context("cannot start the service"),
     }

@@ -51,6 +51,8 @@ pub enum RunnerError {
     NotProvisioned { event_id: u64, topic: String },
     #[error("plugin {plugin_service:?} cannot run as {service:?}")]
     WrongService { service: String, plugin_service: String },
+    #[error("the plugin for {service:?} does not consume {action:?}, which the service receives")]
+    MissingInput { service: String, action: String },
     #[error(
         "the topics of event {event_id} have different partition counts {counts:?}; the state of partition p \
          lives with partition p of every input topic, so they must be equal (re-provision the event)"
@@ -144,12 +146,7 @@ impl Runner {
     /// transactional id, and subscribes. Consumes nothing yet.
     pub fn new(config: &Config, identity: Identity, plugin: &LoadedPlugin) -> Result<Self, RunnerError> {
         let manifest = plugin.manifest();
-        if manifest.service != identity.service {
-            return Err(RunnerError::WrongService {
-                service: identity.service.clone(),
-                plugin_service: manifest.service.clone(),
-            });
-        }
+        check_manifest(manifest, &identity)?;
         let event_id = identity.event_id;
         let partitions = topic_partitions(config, event_id)?;
         let changelog_topic = naming::changelog_topic(event_id, &identity.service).to_string();
@@ -500,6 +497,10 @@ impl Worker {
                 return Ok(());
             }
         };
+        if let Err(err) = check_manifest(plugin.manifest(), &self.identity) {
+            tracing::error!(version = version.number, error = %err, running = %self.plugin_version, "new plugin version rejected; keeping the running one");
+            return Ok(());
+        }
         self.commit(consumer)?;
         let old = std::mem::replace(&mut self.plugin_version, plugin.manifest().version.clone());
         match self.instance.reload(&plugin) {
@@ -567,6 +568,23 @@ impl Worker {
             Err(err) => Err(err.into()),
         }
     }
+}
+
+/// A plugin may run as a service only if its manifest names the service and
+/// consumes every action the service receives.
+fn check_manifest(manifest: &crate::plugin::Manifest, identity: &Identity) -> Result<(), RunnerError> {
+    if manifest.service != identity.service {
+        return Err(RunnerError::WrongService {
+            service: identity.service.clone(),
+            plugin_service: manifest.service.clone(),
+        });
+    }
+    for topic in naming::input_topics(identity.event_id, &identity.service) {
+        if !manifest.consumes.contains(&topic.action) {
+            return Err(RunnerError::MissingInput { service: identity.service.clone(), action: topic.action });
+        }
+    }
+    Ok(())
 }
 
 /// Partition counts of every topic of the event, read from the broker.
