@@ -30,6 +30,15 @@ pub struct Tally {
     last_decided: Option<Instant>,
     /// Status messages for bookings this run did not send.
     pub foreign: u64,
+    /// Bookings decided and with no pay/cancel outstanding, kept as a count
+    /// because the driver asks after every poll.
+    settled: usize,
+}
+
+impl Booking {
+    fn is_settled(&self) -> bool {
+        self.decided.is_some() && !self.awaiting_follow_up
+    }
 }
 
 /// Whether a status decides the reservation (no longer `processing`).
@@ -41,7 +50,7 @@ impl Tally {
     /// Records that a booking was sent.
     pub fn sent(&mut self, booking_id: &str, section: &str, subsection: u32, at: Instant) {
         self.first_sent.get_or_insert(at);
-        self.bookings.insert(
+        let replaced = self.bookings.insert(
             booking_id.to_owned(),
             Booking {
                 section: section.to_owned(),
@@ -54,11 +63,17 @@ impl Tally {
                 status_messages: 0,
             },
         );
+        if replaced.is_some_and(|b| b.is_settled()) {
+            self.settled -= 1;
+        }
     }
 
     /// Records that a pay or cancel was sent for a booking.
     pub fn follow_up_sent(&mut self, booking_id: &str) {
         if let Some(b) = self.bookings.get_mut(booking_id) {
+            if b.is_settled() {
+                self.settled -= 1;
+            }
             b.awaiting_follow_up = true;
         }
     }
@@ -69,6 +84,22 @@ impl Tally {
             self.foreign += 1;
             return None;
         };
+        let was_settled = b.is_settled();
+        let changed = Self::apply(b, msg, at, &mut self.last_decided);
+        match (was_settled, b.is_settled()) {
+            (false, true) => self.settled += 1,
+            (true, false) => self.settled -= 1,
+            _ => {}
+        }
+        changed
+    }
+
+    fn apply(
+        b: &mut Booking,
+        msg: &BookingStatusChanged,
+        at: Instant,
+        last_decided: &mut Option<Instant>,
+    ) -> Option<BookingStatus> {
         b.status_messages += 1;
         if msg.reason.is_some() && b.status == Some(msg.status) {
             // A refusal: the status did not change.
@@ -87,7 +118,7 @@ impl Tally {
         }
         if is_decided(msg.status) && b.decided.is_none() {
             b.decided = Some(at.saturating_duration_since(b.sent));
-            self.last_decided = Some(at);
+            *last_decided = Some(at);
         }
         Some(msg.status)
     }
@@ -103,7 +134,7 @@ impl Tally {
 
     /// Bookings decided and with no pay/cancel outstanding.
     pub fn settled(&self) -> usize {
-        self.bookings.values().filter(|b| b.decided.is_some() && !b.awaiting_follow_up).count()
+        self.settled
     }
 
     /// Whether every booking is decided and every follow-up answered.
@@ -295,8 +326,10 @@ mod tests {
         t.observe(&status("b", BookingStatus::PendingPayment, &[(1, 2)], None), t0 + Duration::from_millis(9));
         t.observe(&status("c", BookingStatus::Failed, &[], Some("sold out")), t0 + Duration::from_millis(7));
         assert!(!t.is_done(), "a's payment is outstanding");
+        assert_eq!(t.settled(), 2, "b and c are settled, a waits for its payment");
         t.observe(&status("a", BookingStatus::Completed, &[(1, 1), (1, 2)], None), t0 + Duration::from_millis(20));
         assert!(t.is_done());
+        assert_eq!(t.settled(), 3);
         let s = t.summary(&chart);
         assert_eq!(s.by_status["completed"], 1);
         assert_eq!(s.by_status["pending_payment"], 1);
