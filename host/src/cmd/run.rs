@@ -29,14 +29,14 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
         config.service.event_id.ok_or_else(|| super::UsageError("which event? give --event or set EVENT_ID".into()))?;
     // An unreachable bootstrap is a configuration error (exit 2), found
     // before anything else starts.
-    Cluster::connect(&config)?;
+    let cluster = Cluster::connect(&config)?;
     let engine = PluginEngine::new(EngineSettings::from_config(&config.plugin))?;
     let identity = Identity::from_config(&config, &service, event_id);
     let runner = match &args.plugin {
         Some(path) => {
             let plugin =
                 engine.load_file(path).map_err(|e| super::UsageError(format!("plugin {}: {e}", path.display())))?;
-            Runner::new(&config, identity, &plugin).map_err(start_error)?
+            Runner::new(&config, &cluster, identity, &plugin).map_err(start_error)?
         }
         None => {
             // The watcher's first poll is the version to start with, so a
@@ -53,7 +53,7 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
                 .load_file(&version.path_to_wasm)
                 .map_err(|e| super::UsageError(format!("deployed {service} v{}: {e}", version.number)))?;
             tracing::info!(deployment = version.number, plugin_version = %plugin.manifest().version, "running the deployed version");
-            Runner::new(&config, identity, &plugin)
+            Runner::new(&config, &cluster, identity, &plugin)
                 .map_err(start_error)?
                 .with_reloads(Reloader::new(engine.clone(), watcher), version.number)
         }

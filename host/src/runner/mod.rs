@@ -22,6 +22,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Headers};
 use rdkafka::producer::Producer;
 
+use crate::admin::{AdminError, Cluster};
 use crate::config::Config;
 use crate::naming;
 use crate::plugin::{HandleError, Header, LoadedPlugin, Message, PluginError, PluginInstance, StateAccess};
@@ -41,6 +42,8 @@ pub enum RunnerError {
     Kafka(#[from] KafkaError),
     #[error(transparent)]
     Publish(#[from] PublishError),
+    #[error(transparent)]
+    Admin(#[from] AdminError),
     #[error(transparent)]
     Plugin(#[from] PluginError),
     #[error(transparent)]
@@ -142,13 +145,19 @@ struct Worker {
 }
 
 impl Runner {
-    /// Checks the plugin, connects, fences older instances with the same
+    /// Checks the plugin and the event's topics (through `cluster`, which
+    /// the caller already connected), fences older instances with the same
     /// transactional id, and subscribes. Consumes nothing yet.
-    pub fn new(config: &Config, identity: Identity, plugin: &LoadedPlugin) -> Result<Self, RunnerError> {
+    pub fn new(
+        config: &Config,
+        cluster: &Cluster,
+        identity: Identity,
+        plugin: &LoadedPlugin,
+    ) -> Result<Self, RunnerError> {
         let manifest = plugin.manifest();
         check_manifest(manifest, &identity)?;
         let event_id = identity.event_id;
-        let partitions = topic_partitions(config, event_id)?;
+        let partitions = topic_partitions(cluster, event_id)?;
         let changelog_topic = naming::changelog_topic(event_id, &identity.service).to_string();
 
         let mut producer_config = producer_properties(config);
@@ -588,15 +597,8 @@ fn check_manifest(manifest: &crate::plugin::Manifest, identity: &Identity) -> Re
 }
 
 /// Partition counts of every topic of the event, read from the broker.
-fn topic_partitions(config: &Config, event_id: u64) -> Result<HashMap<String, i32>, RunnerError> {
-    let consumer: BaseConsumer = ClientConfig::new().set("bootstrap.servers", &config.kafka.bootstrap).create()?;
-    let metadata = consumer.fetch_metadata(None, Duration::from_millis(config.kafka.request_timeout_ms))?;
-    let existing: HashMap<String, i32> = metadata
-        .topics()
-        .iter()
-        .filter(|t| t.error().is_none())
-        .map(|t| (t.name().to_owned(), t.partitions().len() as i32))
-        .collect();
+fn topic_partitions(cluster: &Cluster, event_id: u64) -> Result<HashMap<String, i32>, RunnerError> {
+    let existing = cluster.topics()?;
     let mut counts = HashMap::new();
     for spec in naming::event_topics(event_id) {
         let name = spec.name.to_string();

@@ -95,11 +95,6 @@ impl ServiceState {
         self.partitions.remove(&partition)
     }
 
-    /// Whether the partition's state is loaded.
-    pub fn contains(&self, partition: i32) -> bool {
-        self.partitions.contains_key(&partition)
-    }
-
     /// Drops every partition (the assignment was lost).
     pub fn clear(&mut self) {
         self.partitions.clear();
