@@ -542,12 +542,9 @@ impl Worker {
             return Ok(());
         }
         let mut state = lock(state);
-        let messages = txn.messages();
-        let started = Instant::now();
         match txn.commit(&mut state, &group) {
             Ok(()) => {
                 Metrics::add(&self.metrics.transactions_committed, 1);
-                tracing::debug!(messages, elapsed = ?started.elapsed(), "transaction committed");
                 Ok(())
             }
             Err(TxnError::Aborted(err)) => {

@@ -111,11 +111,6 @@ impl Transaction {
         if self.open { interval.saturating_sub(self.started.elapsed()) } else { interval }
     }
 
-    /// Messages handled in the open transaction.
-    pub fn messages(&self) -> usize {
-        self.messages
-    }
-
     /// Writes the state changes, commits outputs, changelog and offsets, and
     /// promotes the state. On failure the transaction is aborted, the state
     /// rolled back, and the error says whether the producer survived.
@@ -148,7 +143,7 @@ impl Transaction {
                 self.producer.send_raw(&self.changelog_topic, partition, key, value)?;
             }
         }
-        let t0 = Instant::now();
+        let started = Instant::now();
         if !self.next.is_empty() {
             let mut offsets = TopicPartitionList::new();
             for ((topic, partition), next) in &self.next {
@@ -156,14 +151,21 @@ impl Transaction {
             }
             retrying(|| self.producer.producer().send_offsets_to_transaction(&offsets, group, self.timeout))?;
         }
-        let t1 = Instant::now();
+        let offsets_sent = Instant::now();
+        // See `Publisher::wait_delivered`: without it every commit took 100 ms.
+        self.producer.wait_delivered(self.timeout);
+        let delivered = Instant::now();
         // A commit that timed out may still complete on the broker; only a
         // retry (never an abort and replay) keeps that from duplicating output.
-        self.producer.wait_delivered(self.timeout);
-        let t2 = Instant::now();
-        let r = retrying(|| self.producer.producer().commit_transaction(self.timeout));
-        tracing::debug!(offsets = ?(t1 - t0), wait = ?(t2 - t1), commit = ?t2.elapsed(), in_flight = self.producer.in_flight(), "commit timing");
-        r
+        let result = retrying(|| self.producer.producer().commit_transaction(self.timeout));
+        tracing::debug!(
+            messages = self.messages,
+            offsets = ?(offsets_sent - started),
+            delivery = ?(delivered - offsets_sent),
+            commit = ?delivered.elapsed(),
+            "transaction commit"
+        );
+        result
     }
 
     /// Aborts the open transaction and forgets its state writes. Returns the
