@@ -44,6 +44,9 @@ pub struct KafkaConfig {
     pub min_insync_replicas: i32,
     /// How long admin and metadata requests may take.
     pub request_timeout_ms: u64,
+    /// How long a service rides out an unreachable cluster (at start, while
+    /// restoring, while committing) before it gives up with exit code 3.
+    pub outage_timeout_ms: u64,
 }
 
 /// Producer settings (DOMAIN.md §6); `extra` passes any other librdkafka
@@ -106,6 +109,22 @@ pub struct RunnerConfig {
     pub fetch_min_bytes: u32,
     /// The input consumer's `fetch.wait.max.ms`.
     pub fetch_wait_max_ms: u32,
+    /// Upper bound of the doubling retry delay.
+    pub max_retry_backoff_ms: u64,
+    /// `transaction.timeout.ms` of the transactional producer: a dead
+    /// instance's open transaction blocks readers this long at most.
+    pub transaction_timeout_ms: u64,
+    /// `max.poll.interval.ms` of the input consumer.
+    pub max_poll_interval_ms: u64,
+    /// Largest record the runner produces (key, value and headers); also the
+    /// producer's `message.max.bytes`. Outputs, dead letters and changelog
+    /// records over it are never sent (DOMAIN.md: poison never stops a service).
+    pub max_record_bytes: usize,
+    /// Bound on restoring the state of newly assigned partitions.
+    pub restore_timeout_ms: u64,
+    /// A runner with input waiting that commits nothing for this long is
+    /// `stalled`: it logs an error, aborts, rewinds and retries.
+    pub stall_timeout_ms: u64,
 }
 
 /// The WebAssembly sandbox.
@@ -120,6 +139,29 @@ pub struct PluginConfig {
     pub cache_dir: PathBuf,
     /// The deployment directory (`DIR/SERVICE/current`).
     pub plugins_dir: PathBuf,
+    /// Bytes of state writes one message may leave pending on the host heap
+    /// (counted against the memory budget, so at most `memory_limit_mib`).
+    pub max_pending_state_bytes: u64,
+    /// Largest state key a plugin may write.
+    pub max_key_bytes: u64,
+    /// Largest state value a plugin may write.
+    pub max_value_bytes: u64,
+    /// Outputs one message may produce.
+    pub max_outputs: u64,
+    /// Bytes of all outputs of one message together.
+    pub max_output_bytes: u64,
+    /// Log lines per message; the rest are counted and reported once.
+    pub max_log_lines: u64,
+    /// Bytes of log text per message; the rest is truncated.
+    pub max_log_bytes: u64,
+    /// Longest service name, version or action name in a manifest.
+    pub max_manifest_string_bytes: u64,
+    /// Most actions a manifest may consume or emit.
+    pub max_manifest_actions: u64,
+    /// Elements of one wasm table.
+    pub max_table_elements: u64,
+    /// Largest component file accepted by deploy and load.
+    pub max_component_bytes: u64,
 }
 
 impl Default for KafkaConfig {
@@ -130,6 +172,7 @@ impl Default for KafkaConfig {
             replication_factor: 1,
             min_insync_replicas: 1,
             request_timeout_ms: 10_000,
+            outage_timeout_ms: 120_000,
         }
     }
 }
@@ -174,6 +217,12 @@ impl Default for RunnerConfig {
             status_dir: PathBuf::from(".turnstile/status"),
             fetch_min_bytes: 1,
             fetch_wait_max_ms: 500,
+            max_retry_backoff_ms: 1_000,
+            transaction_timeout_ms: 15_000,
+            max_poll_interval_ms: 60_000,
+            max_record_bytes: 1_000_000,
+            restore_timeout_ms: 120_000,
+            stall_timeout_ms: 30_000,
         }
     }
 }
@@ -189,6 +238,17 @@ impl Default for PluginConfig {
             memory_limit_mib: 64,
             cache_dir: cache_root.join("turnstile").join("compiled"),
             plugins_dir: PathBuf::from(".turnstile/plugins"),
+            max_pending_state_bytes: 8 << 20,
+            max_key_bytes: 1024,
+            max_value_bytes: 256 << 10,
+            max_outputs: 64,
+            max_output_bytes: 2 << 20,
+            max_log_lines: 32,
+            max_log_bytes: 8 << 10,
+            max_manifest_string_bytes: 128,
+            max_manifest_actions: 32,
+            max_table_elements: 100_000,
+            max_component_bytes: 32 << 20,
         }
     }
 }
@@ -409,7 +469,70 @@ impl Config {
         let w = &self.plugin;
         check_range("plugin.deadline_ms", w.deadline_ms as i64, 1, 600_000)?;
         check_range("plugin.memory_limit_mib", w.memory_limit_mib as i64, 1, 4096)?;
+        check_range("kafka.outage_timeout_ms", k.outage_timeout_ms as i64, 1_000, 3_600_000)?;
+        check_range("runner.max_retry_backoff_ms", r.max_retry_backoff_ms as i64, 0, 600_000)?;
+        check_range("runner.transaction_timeout_ms", r.transaction_timeout_ms as i64, 1_000, 900_000)?;
+        check_range("runner.max_poll_interval_ms", r.max_poll_interval_ms as i64, 1_000, 86_400_000)?;
+        // Kafka's default message.max.bytes is 1 MiB; librdkafka needs room
+        // for its own framing above a record.
+        check_range("runner.max_record_bytes", r.max_record_bytes as i64, 1_024, 1_000_000)?;
+        check_range("runner.restore_timeout_ms", r.restore_timeout_ms as i64, 1_000, 3_600_000)?;
+        check_range("runner.stall_timeout_ms", r.stall_timeout_ms as i64, 1_000, 3_600_000)?;
+        let budget = w.memory_limit_mib << 20;
+        check_range("plugin.max_pending_state_bytes", w.max_pending_state_bytes as i64, 1, budget as i64)?;
+        check_range("plugin.max_key_bytes", w.max_key_bytes as i64, 1, r.max_record_bytes as i64)?;
+        check_range("plugin.max_value_bytes", w.max_value_bytes as i64, 1, r.max_record_bytes as i64)?;
+        if w.max_key_bytes + w.max_value_bytes > r.max_record_bytes as u64 {
+            return Err(ConfigError::invalid(
+                "plugin.max_value_bytes",
+                format!(
+                    "a state record (plugin.max_key_bytes {} + plugin.max_value_bytes {}) must fit in runner.max_record_bytes ({})",
+                    w.max_key_bytes, w.max_value_bytes, r.max_record_bytes
+                ),
+            ));
+        }
+        check_range("plugin.max_outputs", w.max_outputs as i64, 1, 100_000)?;
+        check_range("plugin.max_output_bytes", w.max_output_bytes as i64, 1, budget as i64)?;
+        check_range("plugin.max_log_lines", w.max_log_lines as i64, 0, 100_000)?;
+        check_range("plugin.max_log_bytes", w.max_log_bytes as i64, 0, 16 << 20)?;
+        check_range("plugin.max_manifest_string_bytes", w.max_manifest_string_bytes as i64, 16, 65_536)?;
+        check_range("plugin.max_manifest_actions", w.max_manifest_actions as i64, 1, 10_000)?;
+        check_range("plugin.max_table_elements", w.max_table_elements as i64, 1, 100_000_000)?;
+        check_range("plugin.max_component_bytes", w.max_component_bytes as i64, 1_024, 1 << 30)?;
+        // A slow message must finish inside its transaction, or the broker
+        // aborts the transaction under it and the message replays forever.
+        let worst = self.worst_case_message_ms();
+        let bound = r.transaction_timeout_ms.min(r.max_poll_interval_ms) / 2;
+        if worst > bound {
+            return Err(ConfigError::invalid(
+                "runner.transaction_timeout_ms",
+                format!(
+                    "one message may take up to {worst} ms (plugin.deadline_ms {} x {} attempts + backoff capped at \
+                     runner.max_retry_backoff_ms {}), more than half of runner.transaction_timeout_ms ({}) and \
+                     runner.max_poll_interval_ms ({}); lower the deadline or retries, or raise the timeouts",
+                    w.deadline_ms,
+                    r.max_retries + 1,
+                    r.max_retry_backoff_ms,
+                    r.transaction_timeout_ms,
+                    r.max_poll_interval_ms
+                ),
+            ));
+        }
         Ok(())
+    }
+
+    /// The longest one message can keep the runner busy: every attempt
+    /// running to the deadline, plus the capped, doubling backoff between them.
+    pub fn worst_case_message_ms(&self) -> u64 {
+        let r = &self.runner;
+        let attempts = u64::from(r.max_retries) + 1;
+        let mut backoff = r.retry_backoff_ms;
+        let mut total = attempts.saturating_mul(self.plugin.deadline_ms);
+        for _ in 0..r.max_retries {
+            total = total.saturating_add(backoff.min(r.max_retry_backoff_ms));
+            backoff = backoff.saturating_mul(2);
+        }
+        total
     }
 
     /// The effective configuration as TOML.
@@ -454,6 +577,36 @@ mod tests {
             assert_eq!(c.kafka.partitions, 10);
             Ok(())
         });
+    }
+
+    #[test]
+    fn a_message_that_cannot_finish_inside_its_transaction_is_refused() {
+        let mut c = Config::default();
+        assert_eq!(c.worst_case_message_ms(), 4 * 1000 + 50 + 100 + 200);
+        assert!(c.validate().is_ok());
+        c.plugin.deadline_ms = 5_000;
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("runner.transaction_timeout_ms") && err.contains("20350 ms"), "{err}");
+        c.runner.transaction_timeout_ms = 60_000;
+        c.runner.max_poll_interval_ms = 60_000;
+        assert!(c.validate().is_ok(), "raising the timeouts makes room");
+        // The backoff doubles but is capped.
+        let mut c = Config::default();
+        c.runner.max_retries = 20;
+        c.plugin.deadline_ms = 1;
+        c.runner.max_retry_backoff_ms = 100;
+        assert_eq!(c.worst_case_message_ms(), 21 + 50 + 19 * 100);
+    }
+
+    #[test]
+    fn plugin_limits_must_fit_the_record_and_memory_budget() {
+        let mut c = Config::default();
+        c.plugin.max_value_bytes = 999_500;
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("plugin.max_value_bytes"), "{err}");
+        let mut c = Config::default();
+        c.plugin.max_pending_state_bytes = 65 << 20;
+        assert!(c.validate().unwrap_err().to_string().contains("plugin.max_pending_state_bytes"));
     }
 
     #[test]

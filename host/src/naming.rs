@@ -216,9 +216,63 @@ pub fn event_key(event_id: u64) -> String {
     format!("event-{event_id}")
 }
 
+/// The booking id in a booking key of `event_id`, if `key` is one.
+pub fn parse_booking_key(event_id: u64, key: &str) -> Option<&str> {
+    let rest = key.strip_prefix("event-")?;
+    let (id, booking_id) = rest.split_once("-booking-")?;
+    (parse_event_id(id)? == event_id && !booking_id.is_empty()).then_some(booking_id)
+}
+
+/// The section in a section key of `event_id`, if `key` is one. The
+/// partition number in the key is not trusted: the caller recomputes it.
+pub fn parse_section_key(event_id: u64, key: &str) -> Option<&str> {
+    let rest = key.strip_prefix("event-")?;
+    let (id, rest) = rest.split_once("-section-")?;
+    let (section, partition) = rest.rsplit_once("-partition-")?;
+    if parse_event_id(id)? != event_id || section.is_empty() || partition.parse::<u32>().is_err() {
+        return None;
+    }
+    Some(section)
+}
+
+/// How records of a topology topic are partitioned, by the topic's action;
+/// `None` for actions outside the default topology.
+pub fn routing_kind(action: &str) -> Option<TopicKind> {
+    use action::*;
+    match action {
+        BOOKING_COMMAND | SEAT_RESERVATION_RESULT | BOOKING_STATUS_CHANGED | TICKETING_DLQ => {
+            Some(TopicKind::ByBooking)
+        }
+        TICKET_COMMAND_REQUEST | SEAT_RESERVATION_DLQ => Some(TopicKind::BySection),
+        STATE_CHANGELOG => Some(TopicKind::Changelog),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keys_parse_back_for_their_own_event_only() {
+        assert_eq!(parse_booking_key(7, &booking_key(7, "b-1-x")), Some("b-1-x"));
+        assert_eq!(parse_booking_key(8, &booking_key(7, "b")), None);
+        assert_eq!(parse_booking_key(7, "event-7-booking-"), None);
+        assert_eq!(parse_booking_key(7, "booking-b"), None);
+        assert_eq!(parse_section_key(3, &section_key(3, "A-partition-2", 9)), Some("A-partition-2"));
+        assert_eq!(parse_section_key(3, &section_key(3, "VIP", 4)), Some("VIP"));
+        assert_eq!(parse_section_key(4, &section_key(3, "VIP", 4)), None);
+        assert_eq!(parse_section_key(3, "event-3-section-VIP-partition-x"), None);
+        assert_eq!(parse_section_key(3, &booking_key(3, "b")), None);
+    }
+
+    #[test]
+    fn every_topology_action_has_a_routing_kind() {
+        for spec in event_topics(1) {
+            assert_eq!(routing_kind(&spec.name.action), Some(spec.kind), "{}", spec.name);
+        }
+        assert_eq!(routing_kind("echo"), None);
+    }
 
     #[test]
     fn topic_names_match_the_seed() {

@@ -17,7 +17,7 @@
 
 use std::collections::HashMap;
 
-use crate::naming::{self, CLIENT, SERVICES, TopicName};
+use crate::naming::{self, CLIENT, SERVICES, TopicKind, TopicName};
 use crate::partition;
 use crate::plugin::{Output, Routing};
 
@@ -47,6 +47,10 @@ pub enum RoutingError {
     /// A booking route without a booking id.
     #[error("output `{0}` is routed by booking but names no booking id")]
     EmptyBooking(String),
+    /// The routing is not the one the topic is partitioned by: producing it
+    /// would break co-partitioning (DOMAIN.md §3).
+    #[error("output `{action}` must be routed by {expected}, not by {got}")]
+    WrongKind { action: String, expected: &'static str, got: &'static str },
 }
 
 /// Routes one output of `service` for `event_id` over `partitions`
@@ -88,6 +92,7 @@ fn place(event_id: u64, topic: String, output: &Output, partitions: i32) -> Resu
     if partitions < 1 {
         return Err(RoutingError::BadPartitions(partitions));
     }
+    check_kind(output)?;
     let (partition, key) = match &output.routing {
         Routing::Section { section, .. } => {
             if section.is_empty() {
@@ -104,6 +109,21 @@ fn place(event_id: u64, topic: String, output: &Output, partitions: i32) -> Resu
         Routing::Event => (0, naming::event_key(event_id)),
     };
     Ok(Destination { topic, partition, key })
+}
+
+/// The routing an action's topic is partitioned by must be the one used.
+fn check_kind(output: &Output) -> Result<(), RoutingError> {
+    let expected = match naming::routing_kind(&output.action) {
+        Some(TopicKind::ByBooking) => "booking",
+        Some(TopicKind::BySection) => "section",
+        Some(TopicKind::Changelog) | None => return Ok(()),
+    };
+    let got = match output.routing {
+        Routing::Section { .. } => "section",
+        Routing::Booking(_) => "booking",
+        Routing::Event => "event",
+    };
+    if got == expected { Ok(()) } else { Err(RoutingError::WrongKind { action: output.action.clone(), expected, got }) }
 }
 
 /// Routes the outputs of one service for one event, with topic names
@@ -183,14 +203,25 @@ mod tests {
 
     #[test]
     fn event_routing_is_partition_zero() {
-        let o = out(BOOKING_STATUS_CHANGED, Routing::Event);
-        let d = route(5, TICKETING_SERVICE, &o, 10).unwrap();
+        let o = out("echo", Routing::Event);
+        let d = route(5, "misbehave-service", &o, 10).unwrap();
         assert_eq!((d.partition, d.key.as_str()), (0, "event-5"));
     }
 
     #[test]
+    fn a_routing_that_breaks_co_partitioning_is_refused() {
+        let o = out(SEAT_RESERVATION_RESULT, Routing::Section { section: "A".into(), subsection: 1 });
+        let err = route(1, SEAT_RESERVATION_SERVICE, &o, 10).unwrap_err();
+        assert_eq!(err.to_string(), "output `seat-reservation-result` must be routed by booking, not by section");
+        let o = out(TICKET_COMMAND_REQUEST, Routing::Booking("b".into()));
+        assert!(matches!(route(1, TICKETING_SERVICE, &o, 10), Err(RoutingError::WrongKind { .. })));
+        let o = out(BOOKING_STATUS_CHANGED, Routing::Event);
+        assert!(matches!(route(1, TICKETING_SERVICE, &o, 10), Err(RoutingError::WrongKind { .. })));
+    }
+
+    #[test]
     fn real_services_only_reach_their_own_topics() {
-        let o = out(SEAT_RESERVATION_RESULT, Routing::Event);
+        let o = out(SEAT_RESERVATION_RESULT, Routing::Booking("b".into()));
         let err = route(1, TICKETING_SERVICE, &o, 10).unwrap_err();
         assert!(err.to_string().contains("`seat-reservation-result`"), "{err}");
         let o = out("no-such-action", Routing::Event);

@@ -34,14 +34,15 @@ fn imports_beyond_the_world_are_refused_by_name() {
     assert!(matches!(&err, PluginError::ForbiddenImport { import, .. } if import == "wasi:sockets/tcp@0.2.0"), "{err}");
     assert!(err.to_string().contains("`wasi:sockets/tcp@0.2.0`"), "{err}");
     // Another version of our own interface is not the world either.
-    let component = wat::parse_str(r#"(component (import "turnstile:plugin/state@0.2.0" (instance)))"#).unwrap();
+    // Nor is the previous one: a 0.1.0 plugin has no `route`.
+    let component = wat::parse_str(r#"(component (import "turnstile:plugin/state@0.1.0" (instance)))"#).unwrap();
     let err = engine().load_bytes(&component).unwrap_err();
-    assert!(err.to_string().contains("turnstile:plugin/state@0.2.0"), "{err}");
+    assert!(err.to_string().contains("turnstile:plugin/state@0.1.0"), "{err}");
 }
 
 #[test]
 fn a_component_must_export_the_world() {
-    let component = wat::parse_str(r#"(component (import "turnstile:plugin/log@0.1.0" (instance)))"#).unwrap();
+    let component = wat::parse_str(r#"(component (import "turnstile:plugin/log@0.2.0" (instance)))"#).unwrap();
     let err = engine().load_bytes(&component).unwrap_err();
     assert!(matches!(&err, PluginError::MissingExport(name) if name == "handle"), "{err}");
 }
@@ -54,6 +55,7 @@ fn exports_of_the_wrong_type_are_refused() {
             (core instance $i (instantiate $m))
             (func $f (canon lift (core func $i "f")))
             (export "handle" (func $f))
+            (export "route" (func $f))
             (export "manifest" (func $f)))"#,
     )
     .unwrap();

@@ -4,11 +4,11 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use turnstile::admin::Cluster;
-use turnstile::config::Overrides;
+use turnstile::admin::{AdminError, Cluster};
+use turnstile::config::{Config, Overrides};
 use turnstile::deploy::{Store, Watcher};
-use turnstile::plugin::{EngineSettings, PluginEngine};
-use turnstile::runner::{Identity, Reloader, Runner, RunnerError};
+use turnstile::plugin::{EngineSettings, LoadedPlugin, PluginEngine};
+use turnstile::runner::{Identity, Reloader, Runner, RunnerError, supervisor};
 
 use crate::cli::{GlobalArgs, RunArgs};
 
@@ -27,41 +27,35 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
         .ok_or_else(|| super::UsageError("which service? give --service or set service.name".into()))?;
     let event_id =
         config.service.event_id.ok_or_else(|| super::UsageError("which event? give --event or set EVENT_ID".into()))?;
-    // An unreachable bootstrap is a configuration error (exit 2), found
-    // before anything else starts.
-    let cluster = Cluster::connect(&config)?;
     let engine = PluginEngine::new(EngineSettings::from_config(&config.plugin))?;
     let identity = Identity::from_config(&config, &service, event_id);
-    let runner = match &args.plugin {
-        Some(path) => {
-            let plugin =
-                engine.load_file(path).map_err(|e| super::UsageError(format!("plugin {}: {e}", path.display())))?;
-            Runner::new(&config, &cluster, identity, &plugin).map_err(start_error)?
-        }
+    // A plugin that cannot run is the user's to fix (exit 2), found before
+    // anything else starts.
+    let source = match &args.plugin {
+        Some(path) => Source::File(
+            engine.load_file(path).map_err(|e| super::UsageError(format!("plugin {}: {e}", path.display())))?,
+        ),
         None => {
-            // The watcher's first poll is the version to start with, so a
-            // deploy between reading `current` and watching it is not missed.
             let store = Store::open(&config.plugin.plugins_dir, &service)?;
-            let mut watcher = Watcher::new(store);
-            let version = watcher.poll()?.ok_or_else(|| {
-                super::UsageError(format!(
+            if Watcher::new(store.clone()).poll()?.is_none() {
+                return Err(super::UsageError(format!(
                     "nothing deployed for {service} in {}; run `turnstile deploy FILE.wasm --service {service}` or give --plugin",
                     config.plugin.plugins_dir.display()
                 ))
-            })?;
-            let plugin = engine
-                .load_file(&version.path_to_wasm)
-                .map_err(|e| super::UsageError(format!("deployed {service} v{}: {e}", version.number)))?;
-            tracing::info!(deployment = version.number, plugin_version = %plugin.manifest().version, "running the deployed version");
-            Runner::new(&config, &cluster, identity, &plugin)
-                .map_err(start_error)?
-                .with_reloads(Reloader::new(engine.clone(), watcher), version.number)
+                .into());
+            }
+            Source::Deployed(store)
         }
     };
 
     let shutdown = Arc::new(AtomicBool::new(false));
     let flag = shutdown.clone();
-    let worker = std::thread::Builder::new().name(format!("{service}-runner")).spawn(move || runner.run(&flag))?;
+    let runner_config = config.clone();
+    let worker = std::thread::Builder::new().name(format!("{service}-runner")).spawn(move || {
+        supervisor::supervise(&runner_config, &flag, |cluster| {
+            source.start(&runner_config, cluster, &engine, identity.clone())
+        })
+    })?;
 
     wait_for_signal(&shutdown, &worker)?;
     // Bounded: a broker that stopped answering must not keep the process
@@ -73,9 +67,45 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    let metrics = worker.join().map_err(|_| anyhow::anyhow!("the runner thread panicked"))??;
+    let metrics = worker.join().map_err(|_| anyhow::anyhow!("the runner thread panicked"))?.map_err(run_error)?;
     tracing::info!(?metrics, "stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Where the runner's plugin comes from.
+enum Source {
+    /// `--plugin FILE`: this build, no reloads.
+    File(LoadedPlugin),
+    /// `--plugins DIR`: whatever `current` names at each (re)start, reloaded
+    /// as it moves.
+    Deployed(Store),
+}
+
+impl Source {
+    fn start(
+        &self,
+        config: &Config,
+        cluster: &Cluster,
+        engine: &PluginEngine,
+        identity: Identity,
+    ) -> Result<Runner, RunnerError> {
+        match self {
+            Source::File(plugin) => Runner::new(config, cluster, identity, plugin),
+            Source::Deployed(store) => {
+                // The watcher's first poll is the version to start with, so a
+                // deploy between reading `current` and watching it is not missed.
+                let mut watcher = Watcher::new(store.clone());
+                let version = watcher
+                    .poll()
+                    .map_err(|e| RunnerError::Deployment(e.to_string()))?
+                    .ok_or_else(|| RunnerError::Deployment("nothing is deployed any more".into()))?;
+                let plugin = engine.load_file(&version.path_to_wasm)?;
+                tracing::info!(deployment = version.number, plugin_version = %plugin.manifest().version, "running the deployed version");
+                Ok(Runner::new(config, cluster, identity, &plugin)?
+                    .with_reloads(Reloader::new(engine.clone(), watcher), version.number))
+            }
+        }
+    }
 }
 
 /// Blocks until SIGTERM/SIGINT (then asks the runner to stop) or until the
@@ -98,13 +128,15 @@ fn wait_for_signal<T>(shutdown: &AtomicBool, worker: &std::thread::JoinHandle<T>
     })
 }
 
-/// Start-up failures that the user must fix are usage errors (exit 2).
-fn start_error(err: RunnerError) -> anyhow::Error {
+/// Failures the user must fix are usage errors (exit 2); the rest, which a
+/// restart could not fix either, exit 3.
+fn run_error(err: RunnerError) -> anyhow::Error {
     match err {
         RunnerError::NotProvisioned { .. }
         | RunnerError::WrongService { .. }
         | RunnerError::MissingInput { .. }
         | RunnerError::UnequalPartitions { .. } => super::UsageError(err.to_string()).into(),
-        other => anyhow::Error::new(other).context("cannot start the service"),
+        RunnerError::Admin(AdminError::Connect(unreachable)) => unreachable.into(),
+        other => anyhow::Error::new(other).context("the service stopped"),
     }
 }

@@ -1,4 +1,4 @@
-//! Generated bindings of the `turnstile:plugin@0.1.0` world and the host side
+//! Generated bindings of the `turnstile:plugin@0.2.0` world and the host side
 //! of its imports (`state` and `log`).
 
 use super::instance::HostState;
@@ -7,7 +7,18 @@ use super::state::StateAccess;
 wasmtime::component::bindgen!({
     world: "plugin",
     path: "../wit",
+    // A write past the message's budget traps the guest at once, so a
+    // bomb ends at its first write over the limit instead of its deadline.
+    imports: {
+        "turnstile:plugin/state.put": trappable,
+        "turnstile:plugin/state.delete": trappable,
+    },
 });
+
+/// The trap a write over budget raises; the instance reports the limit.
+fn over_budget() -> wasmtime::Error {
+    wasmtime::Error::msg("plugin limit exceeded")
+}
 
 pub use self::turnstile::plugin::types;
 
@@ -18,18 +29,27 @@ impl<S: StateAccess> turnstile::plugin::state::Host for HostState<S> {
         self.get(&key)
     }
 
-    fn put(&mut self, key: Vec<u8>, value: Vec<u8>) {
-        self.put(key, value);
+    fn put(&mut self, key: Vec<u8>, value: Vec<u8>) -> wasmtime::Result<()> {
+        if self.put(key, value) { Ok(()) } else { Err(over_budget()) }
     }
 
-    fn delete(&mut self, key: Vec<u8>) {
-        self.delete(key);
+    fn delete(&mut self, key: Vec<u8>) -> wasmtime::Result<()> {
+        if self.delete(key) { Ok(()) } else { Err(over_budget()) }
     }
 }
 
 impl<S: StateAccess> turnstile::plugin::log::Host for HostState<S> {
-    fn log(&mut self, level: turnstile::plugin::log::Level, message: String) {
+    fn log(&mut self, level: turnstile::plugin::log::Level, mut message: String) {
         use self::turnstile::plugin::log::Level;
+        let Some(allowed) = self.admit_log(message.len()) else { return };
+        if allowed < message.len() {
+            let mut end = allowed;
+            while !message.is_char_boundary(end) {
+                end -= 1;
+            }
+            message.truncate(end);
+            message.push_str(" [truncated]");
+        }
         let service: &str = &self.service;
         match level {
             Level::Trace => {

@@ -9,6 +9,7 @@ use sha2::{Digest, Sha256};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use super::PluginError;
+use super::PluginLimits;
 use crate::config::PluginConfig;
 
 /// How the engine runs plugins.
@@ -26,6 +27,8 @@ pub struct EngineSettings {
     pub pool_instances: Option<u32>,
     /// Where compiled components are cached; `None` disables the cache.
     pub cache_dir: Option<PathBuf>,
+    /// What one message may cost the host beyond memory and time.
+    pub limits: PluginLimits,
 }
 
 impl EngineSettings {
@@ -36,6 +39,7 @@ impl EngineSettings {
             deadline: Duration::from_millis(config.deadline_ms),
             memory_limit: mib.saturating_mul(1 << 20),
             cache_dir: Some(config.cache_dir.clone()),
+            limits: PluginLimits::from_config(config),
             ..EngineSettings::default()
         }
     }
@@ -49,6 +53,7 @@ impl Default for EngineSettings {
             epoch_tick: Duration::from_millis(5),
             pool_instances: Some(256),
             cache_dir: None,
+            limits: PluginLimits::default(),
         }
     }
 }

@@ -13,6 +13,9 @@ pub enum PluginError {
         #[source]
         source: std::io::Error,
     },
+    /// The component is larger than `plugin.max_component_bytes`.
+    #[error("the component is {size} bytes, more than plugin.max_component_bytes ({max})")]
+    TooLarge { size: usize, max: usize },
     /// The bytes do not start with the WebAssembly magic.
     #[error("not a WebAssembly binary: {0}")]
     NotWasm(String),
@@ -27,15 +30,15 @@ pub enum PluginError {
     Compile(String),
     /// The component imports something the plugin world does not provide.
     #[error(
-        "the component imports `{import}`, which the turnstile:plugin@0.1.0 world does not \
+        "the component imports `{import}`, which the turnstile:plugin@0.2.0 world does not \
          provide (a plugin may import only {allowed})"
     )]
     ForbiddenImport { import: String, allowed: String },
     /// The component does not export a function of the world.
-    #[error("the component does not export `{0}` (a plugin must export `handle` and `manifest`)")]
+    #[error("the component does not export `{0}` (a plugin must export `handle`, `route` and `manifest`)")]
     MissingExport(String),
     /// Imports or exports have the right names but the wrong types.
-    #[error("the component does not match the turnstile:plugin@0.1.0 world: {0}")]
+    #[error("the component does not match the turnstile:plugin@0.2.0 world: {0}")]
     Incompatible(String),
     /// Instantiation failed (start function trapped, resources exhausted).
     #[error("cannot instantiate the plugin: {0}")]
@@ -65,6 +68,10 @@ pub enum HandleError {
     /// The guest ran past the per-message deadline and was interrupted.
     #[error("plugin exceeded its deadline of {0} ms")]
     Timeout(u64),
+    /// The message made the plugin exceed a `[plugin]` limit (state write
+    /// budget, key or value size, output count or size); the reason names it.
+    #[error("plugin limit exceeded: {0}")]
+    Limit(String),
     /// A previous failure left no usable instance and re-instantiation failed
     /// again; the message was not handed to the plugin.
     #[error("plugin unavailable: {0}")]
@@ -73,13 +80,14 @@ pub enum HandleError {
 
 impl HandleError {
     /// A short machine-readable name: `invalid`, `transient`, `trap`,
-    /// `timeout` or `unavailable`.
+    /// `timeout`, `limit` or `unavailable`.
     pub fn kind(&self) -> &'static str {
         match self {
             HandleError::Invalid(_) => "invalid",
             HandleError::Transient(_) => "transient",
             HandleError::Trap(_) => "trap",
             HandleError::Timeout(_) => "timeout",
+            HandleError::Limit(_) => "limit",
             HandleError::Unavailable(_) => "unavailable",
         }
     }
@@ -90,6 +98,7 @@ impl HandleError {
             HandleError::Invalid(r)
             | HandleError::Transient(r)
             | HandleError::Trap(r)
+            | HandleError::Limit(r)
             | HandleError::Unavailable(r) => r.clone(),
             HandleError::Timeout(ms) => format!("interrupted after the {ms} ms deadline"),
         }

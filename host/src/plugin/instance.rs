@@ -7,6 +7,7 @@ use wasmtime::{ResourceLimiter, Store, StoreLimits, StoreLimitsBuilder, Trap};
 
 use super::bindings::{Plugin, PluginPre, types as wit};
 use super::engine::EngineInner;
+use super::limits::{PluginLimits, Usage};
 use super::load::LoadedPlugin;
 use super::state::StateAccess;
 use super::{HandleError, Message, Output, PluginError, Routing};
@@ -17,6 +18,10 @@ pub(crate) struct HostState<S> {
     pub(crate) state: S,
     pub(crate) service: Arc<str>,
     limits: Limits,
+    /// What one message may cost outside the guest's memory.
+    pub(crate) budget: PluginLimits,
+    /// What the message being handled has cost so far.
+    pub(crate) usage: Usage,
     /// Writes of the message being handled, applied to `state` only when the
     /// message succeeds: a failed message leaves no trace.
     pending: Vec<(Vec<u8>, Option<Vec<u8>>)>,
@@ -24,7 +29,84 @@ pub(crate) struct HostState<S> {
 
 impl<S: StateAccess> HostState<S> {
     pub(crate) fn new(state: S, service: Arc<str>, engine: &EngineInner) -> Self {
-        HostState { state, service, limits: Limits::new(engine.settings.memory_limit), pending: Vec::new() }
+        let budget = engine.settings.limits.clone();
+        HostState {
+            state,
+            service,
+            limits: Limits::new(engine.settings.memory_limit, budget.max_table_elements),
+            budget,
+            usage: Usage::default(),
+            pending: Vec::new(),
+        }
+    }
+
+    /// Charges a write to the message's budget; a write past it is not
+    /// buffered at all (so a loop of huge puts cannot grow the host heap)
+    /// and fails the message once the call returns.
+    fn charge(&mut self, key: &[u8], value: Option<&[u8]>) -> bool {
+        let b = &self.budget;
+        let u = &mut self.usage;
+        if u.violation.is_some() {
+            return false;
+        }
+        if key.len() > b.max_key_bytes {
+            u.violate(|| {
+                format!("a state key of {} bytes exceeds plugin.max_key_bytes ({})", key.len(), b.max_key_bytes)
+            });
+            return false;
+        }
+        let value_len = value.map_or(0, <[u8]>::len);
+        if value_len > b.max_value_bytes {
+            u.violate(|| {
+                format!("a state value of {value_len} bytes exceeds plugin.max_value_bytes ({})", b.max_value_bytes)
+            });
+            return false;
+        }
+        u.pending_state_bytes = u.pending_state_bytes.saturating_add(key.len() + value_len);
+        if u.pending_state_bytes > b.max_pending_state_bytes {
+            let used = u.pending_state_bytes;
+            u.violate(|| {
+                format!(
+                    "{used} bytes of pending state writes exceed plugin.max_pending_state_bytes ({})",
+                    b.max_pending_state_bytes
+                )
+            });
+            return false;
+        }
+        true
+    }
+
+    /// Whether the message may log `len` more bytes; counts what it may not.
+    pub(crate) fn admit_log(&mut self, len: usize) -> Option<usize> {
+        let (b, u) = (&self.budget, &mut self.usage);
+        if u.log_lines >= b.max_log_lines || u.log_bytes >= b.max_log_bytes {
+            u.dropped_log_lines += 1;
+            return None;
+        }
+        u.log_lines += 1;
+        let allowed = len.min(b.max_log_bytes - u.log_bytes);
+        u.log_bytes += allowed;
+        Some(allowed)
+    }
+
+    /// Starts a message's accounting afresh.
+    fn begin(&mut self) {
+        self.usage = Usage::default();
+        self.limits.exceeded = false;
+    }
+
+    /// Ends a message's accounting: reports dropped log lines once and
+    /// returns the limit it broke, if any.
+    fn finish(&mut self) -> Option<String> {
+        if self.usage.dropped_log_lines > 0 {
+            tracing::warn!(
+                target: "turnstile::plugin::guest",
+                service = %self.service,
+                dropped = self.usage.dropped_log_lines,
+                "plugin log lines over plugin.max_log_lines/max_log_bytes for one message were dropped"
+            );
+        }
+        self.usage.violation.take()
     }
 
     pub(crate) fn get(&mut self, key: &[u8]) -> Option<Vec<u8>> {
@@ -35,12 +117,22 @@ impl<S: StateAccess> HostState<S> {
         }
     }
 
-    pub(crate) fn put(&mut self, key: Vec<u8>, value: Vec<u8>) {
-        self.pending.push((key, Some(value)));
+    /// Buffers a write; `false` when it is over the message's budget.
+    pub(crate) fn put(&mut self, key: Vec<u8>, value: Vec<u8>) -> bool {
+        let ok = self.charge(&key, Some(&value));
+        if ok {
+            self.pending.push((key, Some(value)));
+        }
+        ok
     }
 
-    pub(crate) fn delete(&mut self, key: Vec<u8>) {
-        self.pending.push((key, None));
+    /// Buffers a delete; `false` when it is over the message's budget.
+    pub(crate) fn delete(&mut self, key: Vec<u8>) -> bool {
+        let ok = self.charge(&key, None);
+        if ok {
+            self.pending.push((key, None));
+        }
+        ok
     }
 
     fn commit(&mut self) {
@@ -66,8 +158,12 @@ struct Limits {
 }
 
 impl Limits {
-    fn new(cap: usize) -> Self {
-        Limits { inner: StoreLimitsBuilder::new().memory_size(cap).build(), cap, exceeded: false }
+    fn new(cap: usize, table_elements: usize) -> Self {
+        Limits {
+            inner: StoreLimitsBuilder::new().memory_size(cap).table_elements(table_elements).build(),
+            cap,
+            exceeded: false,
+        }
     }
 }
 
@@ -216,10 +312,17 @@ impl<S: StateAccess> PluginInstance<S> {
             return Err(HandleError::Unavailable("no live instance".into()));
         };
         store.set_epoch_deadline(engine.deadline_ticks);
-        store.data_mut().limits.exceeded = false;
-        match bindings.call_handle(&mut *store, &self.scratch) {
+        store.data_mut().begin();
+        let result = bindings.call_handle(&mut *store, &self.scratch);
+        let violation = store.data_mut().finish();
+        match result {
             Ok(Ok(outputs)) => {
-                store.data_mut().commit();
+                let data = store.data_mut();
+                if let Some(reason) = violation.or_else(|| check_outputs(&outputs, &data.budget)) {
+                    data.rollback();
+                    return Err(HandleError::Limit(reason));
+                }
+                data.commit();
                 Ok(outputs.into_iter().map(Output::from).collect())
             }
             Ok(Err(err)) => {
@@ -232,7 +335,10 @@ impl<S: StateAccess> PluginInstance<S> {
             Err(err) => {
                 let data = store.data_mut();
                 data.rollback();
-                let failure = classify(&err, &data.limits, engine);
+                let failure = match violation {
+                    Some(reason) => HandleError::Limit(reason),
+                    None => classify(&err, &data.limits, engine),
+                };
                 tracing::warn!(service = %self.plugin.service(), offset = msg.offset, "plugin failed, replacing the instance: {failure}");
                 if let Err(again) = self.rebuild() {
                     tracing::error!(service = %self.plugin.service(), "cannot re-instantiate the plugin: {again}");
@@ -240,6 +346,49 @@ impl<S: StateAccess> PluginInstance<S> {
                 Err(failure)
             }
         }
+    }
+
+    /// Asks the plugin for the routing of a record whose key does not give
+    /// it (WIT `route`). Runs under the same deadline and memory cap as
+    /// `handle`; state writes are not allowed and fail the call.
+    pub fn route(&mut self, msg: &Message<'_>) -> Result<Option<Routing>, HandleError> {
+        if self.bindings.is_none() {
+            self.rebuild().map_err(|e| HandleError::Unavailable(e.to_string()))?;
+        }
+        fill_message(&mut self.scratch, msg);
+        let engine = &self.plugin.inner.engine.inner;
+        let (Some(store), Some(bindings)) = (self.store.as_mut(), self.bindings.as_ref()) else {
+            return Err(HandleError::Unavailable("no live instance".into()));
+        };
+        store.set_epoch_deadline(engine.deadline_ticks);
+        store.data_mut().begin();
+        let result = bindings.call_route(&mut *store, &self.scratch);
+        let violation = store.data_mut().finish();
+        let wrote = !store.data().pending.is_empty();
+        store.data_mut().rollback();
+        match result {
+            Ok(_) if wrote => Err(HandleError::Invalid("the plugin wrote state while routing a record".into())),
+            Ok(_) if violation.is_some() => Err(HandleError::Limit(violation.unwrap_or_default())),
+            Ok(routing) => Ok(routing.map(routing_from_wit)),
+            Err(err) => {
+                let failure = match violation {
+                    Some(reason) => HandleError::Limit(reason),
+                    None => classify(&err, &store.data().limits, engine),
+                };
+                tracing::warn!(service = %self.plugin.service(), offset = msg.offset, "plugin failed while routing, replacing the instance: {failure}");
+                if let Err(again) = self.rebuild() {
+                    tracing::error!(service = %self.plugin.service(), "cannot re-instantiate the plugin: {again}");
+                }
+                Err(failure)
+            }
+        }
+    }
+
+    /// Starts a fresh instance of the same plugin with the same state:
+    /// after an abort or a revoke, so that guest globals (caches, counters)
+    /// never outlive the state they were derived from.
+    pub fn reset(&mut self) -> Result<(), PluginError> {
+        self.rebuild()
     }
 
     /// Replaces the store and instance with fresh ones, moving the state
@@ -324,17 +473,26 @@ fn fill_message(out: &mut wit::Message, msg: &Message<'_>) {
     }
 }
 
+/// The output limits of one message, checked before anything is routed.
+fn check_outputs(outputs: &[wit::Output], budget: &PluginLimits) -> Option<String> {
+    if outputs.len() > budget.max_outputs {
+        return Some(format!("{} outputs exceed plugin.max_outputs ({})", outputs.len(), budget.max_outputs));
+    }
+    let bytes: usize = outputs.iter().map(|o| o.payload.len()).sum();
+    (bytes > budget.max_output_bytes)
+        .then(|| format!("{bytes} bytes of outputs exceed plugin.max_output_bytes ({})", budget.max_output_bytes))
+}
+
+fn routing_from_wit(r: wit::Routing) -> Routing {
+    match r {
+        wit::Routing::Section(r) => Routing::Section { section: r.section, subsection: r.subsection },
+        wit::Routing::Booking(id) => Routing::Booking(id),
+        wit::Routing::Event => Routing::Event,
+    }
+}
+
 impl From<wit::Output> for Output {
     fn from(o: wit::Output) -> Self {
-        Output {
-            action: o.action,
-            routing: match o.routing {
-                wit::Routing::Section(r) => Routing::Section { section: r.section, subsection: r.subsection },
-                wit::Routing::Booking(id) => Routing::Booking(id),
-                wit::Routing::Event => Routing::Event,
-            },
-            payload: o.payload,
-            critical: o.critical,
-        }
+        Output { action: o.action, routing: routing_from_wit(o.routing), payload: o.payload, critical: o.critical }
     }
 }

@@ -103,8 +103,12 @@ impl PluginEngine {
     /// (or reuses the compiled-code cache), links it against the world and
     /// calls `manifest` once.
     pub fn load_bytes(&self, bytes: &[u8]) -> Result<LoadedPlugin, PluginError> {
-        validate::check_header(bytes)?;
         let engine = &self.inner;
+        let max = engine.settings.limits.max_component_bytes;
+        if bytes.len() > max {
+            return Err(PluginError::TooLarge { size: bytes.len(), max });
+        }
+        validate::check_header(bytes)?;
         let sha256 = hex::encode(Sha256::digest(bytes));
         let cache_path =
             engine.settings.cache_dir.as_deref().map(|dir| cache::entry_path(dir, &sha256, &engine.compat_hash));
@@ -152,6 +156,25 @@ fn read_manifest(engine: &EngineInner, pre: &PluginPre<HostState<MemoryState>>) 
     let m = plugin
         .call_manifest(&mut store)
         .map_err(|e| PluginError::Manifest(format!("calling `manifest` failed: {e:#}")))?;
+    let limits = &engine.settings.limits;
+    let max = limits.max_manifest_string_bytes;
+    if let Some(long) = [&m.service, &m.version].into_iter().chain(&m.consumes).chain(&m.emits).find(|s| s.len() > max)
+    {
+        return Err(PluginError::Manifest(format!(
+            "a manifest string of {} bytes (starting {:?}) exceeds plugin.max_manifest_string_bytes ({max})",
+            long.len(),
+            long.chars().take(32).collect::<String>()
+        )));
+    }
+    for (what, list) in [("consumes", &m.consumes), ("emits", &m.emits)] {
+        if list.len() > limits.max_manifest_actions {
+            return Err(PluginError::Manifest(format!(
+                "the manifest {what} {} actions, more than plugin.max_manifest_actions ({})",
+                list.len(),
+                limits.max_manifest_actions
+            )));
+        }
+    }
     let is_name =
         |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
     if !is_name(&m.service) {

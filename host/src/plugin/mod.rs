@@ -4,7 +4,7 @@
 //!   epoch interruption with a background ticker, pooling allocator).
 //! - [`PluginEngine::load_file`] / [`load_bytes`](PluginEngine::load_bytes):
 //!   check, compile (through the compiled-code cache), link against the
-//!   `turnstile:plugin@0.1.0` world and read the manifest → [`LoadedPlugin`].
+//!   `turnstile:plugin@0.2.0` world and read the manifest → [`LoadedPlugin`].
 //! - [`PluginInstance`]: a store owning the caller's [`StateAccess`], handling
 //!   one message at a time under a deadline and a memory cap, surviving guest
 //!   traps, and hot-swappable to another [`LoadedPlugin`].
@@ -14,6 +14,7 @@ mod cache;
 mod engine;
 mod error;
 mod instance;
+mod limits;
 mod load;
 mod message;
 mod state;
@@ -22,6 +23,7 @@ pub mod validate;
 pub use engine::{EngineSettings, PluginEngine};
 pub use error::{HandleError, PluginError};
 pub use instance::PluginInstance;
+pub use limits::PluginLimits;
 pub use load::LoadedPlugin;
 pub use message::{Header, Manifest, Message, Output, Routing};
 pub use state::{MemoryState, StateAccess};

@@ -10,10 +10,10 @@ use super::PluginError;
 /// The only imports a plugin may have. The types interface shows up when a
 /// guest's bindings re-export its type definitions.
 pub const ALLOWED_IMPORTS: [&str; 3] =
-    ["turnstile:plugin/state@0.1.0", "turnstile:plugin/log@0.1.0", "turnstile:plugin/types@0.1.0"];
+    ["turnstile:plugin/state@0.2.0", "turnstile:plugin/log@0.2.0", "turnstile:plugin/types@0.2.0"];
 
 /// The functions a plugin must export.
-pub const REQUIRED_EXPORTS: [&str; 2] = ["handle", "manifest"];
+pub const REQUIRED_EXPORTS: [&str; 3] = ["handle", "route", "manifest"];
 
 const MAGIC: &[u8; 4] = b"\0asm";
 

@@ -17,18 +17,22 @@ pub struct Metrics {
     pub retried: AtomicU64,
     /// Outputs produced.
     pub produced: AtomicU64,
+    /// Records that arrived on the wrong partition and were forwarded to their own.
+    pub forwarded: AtomicU64,
     pub transactions_committed: AtomicU64,
     pub transactions_aborted: AtomicU64,
 }
 
 /// A point-in-time copy of [`Metrics`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct MetricsSnapshot {
     pub processed: u64,
     pub failed: u64,
     pub dead_lettered: u64,
     pub retried: u64,
     pub produced: u64,
+    pub forwarded: u64,
     pub transactions_committed: u64,
     pub transactions_aborted: u64,
 }
@@ -46,6 +50,7 @@ impl Metrics {
             dead_lettered: get(&self.dead_lettered),
             retried: get(&self.retried),
             produced: get(&self.produced),
+            forwarded: get(&self.forwarded),
             transactions_committed: get(&self.transactions_committed),
             transactions_aborted: get(&self.transactions_aborted),
         }

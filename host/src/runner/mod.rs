@@ -4,10 +4,12 @@
 //! transaction. ARCHITECTURE.md walks through it.
 
 pub mod dlq;
+pub mod input;
 pub mod metrics;
 mod rebalance;
 mod reload;
 pub mod report;
+pub mod supervisor;
 pub mod transaction;
 
 use std::collections::HashMap;
@@ -19,7 +21,7 @@ use rdkafka::Message as _;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{BorrowedMessage, Headers};
+use rdkafka::message::BorrowedMessage;
 use rdkafka::producer::Producer;
 
 use crate::admin::{AdminError, Cluster};
@@ -29,7 +31,8 @@ use crate::plugin::{HandleError, Header, LoadedPlugin, Message, PluginError, Plu
 use crate::publisher::{PublishError, Publisher, Record, producer_properties};
 use crate::routing::{Destination, Router};
 use crate::state::ServiceState;
-use dlq::DeadLetter;
+use dlq::{DeadLetter, Failure};
+use input::{InputRecord, Placement};
 use metrics::{Metrics, MetricsSnapshot};
 use rebalance::{RunnerContext, Shared, lock};
 pub use reload::Reloader;
@@ -72,6 +75,10 @@ pub enum RunnerError {
     },
     #[error("{0}")]
     Rebalance(String),
+    #[error("the deployment cannot be read: {0}")]
+    Deployment(String),
+    #[error("stalled: input was waiting but nothing committed for {age_ms} ms (runner.stall_timeout_ms {timeout_ms})")]
+    Stalled { age_ms: u64, timeout_ms: u64 },
 }
 
 /// Which instance of which service to run.
@@ -126,6 +133,16 @@ pub struct Runner {
     reloader: Option<Reloader>,
 }
 
+/// What becomes of one input message.
+enum Outcome {
+    /// Handled: these outputs, all routed and within size.
+    Produce(Vec<(Destination, Vec<u8>, bool)>),
+    /// On the wrong partition: forwarded unchanged to its own.
+    Forward { partition: i32, key: String },
+    /// Not handled: to the DLQ with the reason.
+    DeadLetter(Failure),
+}
+
 /// Everything but the consumer, so that a polled message can borrow the
 /// consumer while the worker handles it.
 struct Worker {
@@ -177,8 +194,8 @@ impl Runner {
             .set("acks", "all")
             // A dead instance's open transaction blocks readers (and state
             // restore) until the broker aborts it after this long.
-            .set("transaction.timeout.ms", "15000")
-            .set("message.timeout.ms", "15000")
+            .set("transaction.timeout.ms", config.runner.transaction_timeout_ms.to_string())
+            .set("message.timeout.ms", config.runner.transaction_timeout_ms.to_string())
             .set("client.id", format!("{}-{}", identity.service, identity.instance_id));
         let producer = Publisher::from_properties(producer_config)?;
         let timeout = Duration::from_millis(config.kafka.request_timeout_ms.max(30_000));
@@ -189,12 +206,13 @@ impl Runner {
             txn: Transaction::new(producer, changelog_topic.clone(), timeout),
             state: state.0.clone(),
             fatal: None,
+            plugin_stale: false,
         }));
         let context = RunnerContext {
             shared: shared.clone(),
             bootstrap: config.kafka.bootstrap.clone(),
             changelog_topic,
-            restore_timeout: Duration::from_secs(120),
+            restore_timeout: Duration::from_millis(config.runner.restore_timeout_ms),
         };
         let consumer: BaseConsumer<RunnerContext> = ClientConfig::new()
             .set("bootstrap.servers", &config.kafka.bootstrap)
@@ -210,6 +228,7 @@ impl Runner {
             .set("fetch.min.bytes", config.runner.fetch_min_bytes.to_string())
             .set("fetch.wait.max.ms", config.runner.fetch_wait_max_ms.to_string())
             .set("session.timeout.ms", "10000")
+            .set("max.poll.interval.ms", config.runner.max_poll_interval_ms.to_string())
             .set("heartbeat.interval.ms", "1000")
             .create_with_context(context)?;
         let inputs: HashMap<String, String> =
@@ -266,7 +285,9 @@ impl Runner {
         match self.serve(shutdown) {
             Ok(()) => self.shutdown(),
             Err(err) => {
-                // The broker aborts the open transaction; say we are gone.
+                // Never leave the transaction to the revoke hook that
+                // dropping the consumer runs: it might commit half a message.
+                self.worker.abort_open();
                 self.worker.write_report("failed");
                 Err(err)
             }
@@ -277,6 +298,7 @@ impl Runner {
         let Runner { consumer, inputs, worker: w, reloader } = self;
         let interval = Duration::from_millis(w.config.runner.commit_interval_ms);
         let max_batch = w.config.runner.max_batch;
+        let stall_timeout = Duration::from_millis(w.config.runner.stall_timeout_ms);
         let mut last_report = Instant::now();
         let mut last_written = Instant::now();
         w.write_report("running");
@@ -317,9 +339,23 @@ impl Runner {
                     true
                 }
             };
+            if std::mem::take(&mut lock(&w.shared).plugin_stale) {
+                w.reset_plugin();
+            }
             let due = lock(&w.shared).txn.is_due(interval, max_batch) || (critical && idle);
             if due {
                 w.commit(consumer)?;
+            }
+            // A transaction that stays open far past its interval means the
+            // commits are not getting through: say so, and let the
+            // supervisor rebuild the producer and consumer (the open
+            // transaction is aborted on the way out and replayed).
+            let open_for = lock(&w.shared).txn.open_for();
+            if open_for > stall_timeout {
+                let age_ms = u64::try_from(open_for.as_millis()).unwrap_or(u64::MAX);
+                tracing::error!(age_ms, "stalled: nothing committed while input was waiting; aborting and rejoining");
+                w.write_report("stalled");
+                return Err(RunnerError::Stalled { age_ms, timeout_ms: w.config.runner.stall_timeout_ms });
             }
             if let Some((version, loaded)) = reloader.as_mut().and_then(Reloader::poll) {
                 w.swap(consumer, version, loaded)?;
@@ -366,94 +402,202 @@ impl Runner {
 }
 
 impl Worker {
-    /// Handles one input message inside the open transaction.
+    /// Handles one input message inside the open transaction: forwards it
+    /// if it is on the wrong partition, dead-letters it if it cannot be
+    /// handled, and otherwise produces all of its outputs or none.
     fn process(&mut self, action: &str, message: &BorrowedMessage<'_>) -> Result<(), RunnerError> {
-        let topic = message.topic();
-        let partition = message.partition();
-        let offset = message.offset();
-        let headers_owned: Vec<(String, Vec<u8>)> = message
-            .headers()
-            .map(|hs| hs.iter().map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec())).collect())
-            .unwrap_or_default();
-        let headers: Vec<Header<'_>> = headers_owned.iter().map(|(k, v)| Header { key: k, value: v }).collect();
-        let key = message.key().and_then(|k| std::str::from_utf8(k).ok());
+        let input = InputRecord::read(message);
+        if input.reserved_headers_dropped > 0 {
+            tracing::debug!(
+                topic = input.topic,
+                offset = input.offset,
+                dropped = input.reserved_headers_dropped,
+                "dropped input headers named turnstile.*"
+            );
+        }
+        let Some(payload) = input.payload else {
+            let failure = Failure::new("invalid", "a tombstone (null value) is not a message");
+            return self.finish(&input, Outcome::DeadLetter(failure));
+        };
+        let headers: Vec<Header<'_>> = input.headers.iter().map(|(k, v)| Header { key: k, value: v }).collect();
         let plugin_message = Message {
-            topic,
-            partition,
-            offset,
-            key,
-            payload: message.payload().unwrap_or_default(),
+            topic: input.topic,
+            partition: input.partition,
+            offset: input.offset,
+            key: input.key_str(),
+            payload,
             headers: &headers,
-            timestamp: message.timestamp().to_millis(),
+            timestamp: input.timestamp,
             event_id: self.identity.event_id,
             action,
         };
+        let outcome = match self.placement(action, &input, &plugin_message) {
+            Ok(Placement::Here) => self.handle(&plugin_message)?,
+            Ok(Placement::Forward { partition, key }) => Outcome::Forward { partition, key },
+            Err(failure) => Outcome::DeadLetter(failure),
+        };
+        self.finish(&input, outcome)
+    }
 
-        lock(&self.state.0).select(partition);
-        let outcome = self.handle_with_retries(&plugin_message).and_then(|outputs| {
-            let router = &mut self.router;
-            outputs
-                .into_iter()
-                .map(|o| match router.route(&o) {
-                    Ok(destination) => Ok((destination, o.payload, o.critical)),
-                    Err(e) => Err(HandleError::Invalid(format!("plugin output cannot be routed: {e}"))),
-                })
-                .collect::<Result<Vec<_>, _>>()
-        });
-
-        if let Err(HandleError::Unavailable(reason)) = outcome {
-            // Not the message's fault: stop rather than dead-letter good input.
-            return Err(RunnerError::PluginUnavailable(reason));
+    /// Where a record belongs (DOMAIN.md §3): by its key when the key has
+    /// the topic's format, else by the routing the plugin reads from its
+    /// value. Topics outside the topology are not partitioned by the host.
+    fn placement(
+        &mut self,
+        action: &str,
+        input: &InputRecord<'_>,
+        message: &Message<'_>,
+    ) -> Result<Placement, Failure> {
+        let Some(kind) = naming::routing_kind(action) else { return Ok(Placement::Here) };
+        let event_id = self.identity.event_id;
+        let partitions = self.router.partitions();
+        if let Some(home) = input::place_by_key(event_id, kind, input.key_str(), partitions) {
+            return Ok(input::placement(input.partition, home));
         }
+        lock(&self.state.0).select(input.partition);
+        match self.instance.route(message) {
+            Ok(Some(routing)) => input::place_by_routing(event_id, kind, &routing, partitions)
+                .map(|home| input::placement(input.partition, home))
+                .map_err(|reason| Failure::new("unroutable", reason)),
+            Ok(None) => Err(Failure::new(
+                "unroutable",
+                "the record has no key of the topic's format and the plugin found no routing in its value",
+            )),
+            Err(HandleError::Unavailable(reason)) => Err(Failure::new("unavailable", reason)),
+            Err(err) => Err(Failure::from(&err)),
+        }
+    }
+
+    /// Hands a record that belongs here to the plugin and checks that every
+    /// output can be produced before any is.
+    fn handle(&mut self, message: &Message<'_>) -> Result<Outcome, RunnerError> {
+        lock(&self.state.0).select(message.partition);
+        let outputs = match self.handle_with_retries(message) {
+            Ok(outputs) => outputs,
+            // Not the message's fault: stop rather than dead-letter good input.
+            Err(HandleError::Unavailable(reason)) => return Err(RunnerError::PluginUnavailable(reason)),
+            Err(err) => return Ok(Outcome::DeadLetter(Failure::from(&err))),
+        };
+        let max = self.config.runner.max_record_bytes;
+        let mut routed = Vec::with_capacity(outputs.len());
+        for output in outputs {
+            let destination = match self.router.route(&output) {
+                Ok(d) => d,
+                Err(e) => {
+                    return Ok(Outcome::DeadLetter(Failure::new(
+                        "invalid",
+                        format!("plugin output cannot be routed: {e}"),
+                    )));
+                }
+            };
+            let size = dlq::record_size(destination.key.len(), output.payload.len(), []);
+            if size > max {
+                let reason = format!(
+                    "output `{}` would be a record of {size} bytes, over runner.max_record_bytes ({max})",
+                    output.action
+                );
+                return Ok(Outcome::DeadLetter(Failure::new("limit", reason)));
+            }
+            routed.push((destination, output.payload, output.critical));
+        }
+        Ok(Outcome::Produce(routed))
+    }
+
+    /// Puts a message's outcome into the open transaction and records its
+    /// offset. A failed send poisons the transaction: it can then only abort.
+    fn finish(&mut self, input: &InputRecord<'_>, outcome: Outcome) -> Result<(), RunnerError> {
         let mut shared = lock(&self.shared);
         let txn = &mut shared.txn;
         txn.ensure_open()?;
-        match outcome {
-            Ok(outputs) => {
+        let sent = match outcome {
+            Outcome::Produce(outputs) => {
                 lock(&self.state.0).accept_message();
+                let mut result = Ok(());
                 for (Destination { topic, partition, key }, payload, critical) in &outputs {
-                    txn.send(Record { topic, partition: *partition, key: key.as_bytes(), payload, headers: &[] })?;
+                    result =
+                        txn.send(Record { topic, partition: *partition, key: key.as_bytes(), payload, headers: &[] });
+                    if result.is_err() {
+                        break;
+                    }
                     if *critical {
                         txn.mark_critical();
                     }
                 }
                 Metrics::add(&self.metrics.processed, 1);
                 Metrics::add(&self.metrics.produced, outputs.len() as u64);
+                result
             }
-            Err(error) => {
+            Outcome::Forward { partition, key } => {
                 lock(&self.state.0).reject_message();
-                tracing::warn!(topic, partition, offset, kind = error.kind(), reason = %error.reason(), "message dead-lettered");
+                tracing::debug!(
+                    topic = input.topic,
+                    from = input.partition,
+                    to = partition,
+                    offset = input.offset,
+                    "forwarding a record to its own partition"
+                );
+                let headers: Vec<(&str, &[u8])> =
+                    input.headers.iter().map(|(k, v)| (k.as_str(), v.as_slice())).collect();
+                Metrics::add(&self.metrics.forwarded, 1);
+                txn.send(Record {
+                    topic: input.topic,
+                    partition,
+                    key: key.as_bytes(),
+                    payload: input.payload.unwrap_or_default(),
+                    headers: &headers,
+                })
+            }
+            Outcome::DeadLetter(failure) => {
+                lock(&self.state.0).reject_message();
+                tracing::warn!(topic = input.topic, partition = input.partition, offset = input.offset, kind = failure.kind, reason = %failure.reason, "message dead-lettered");
                 let letter = DeadLetter {
-                    error: &error,
+                    failure: &failure,
                     plugin_service: &self.identity.service,
                     plugin_version: &self.plugin_version,
-                    topic,
-                    partition,
-                    offset,
-                };
-                let mut dlq_headers: Vec<(String, Vec<u8>)> = headers_owned.clone();
-                dlq_headers.extend(letter.headers().into_iter().map(|(k, v)| (k.to_owned(), v.into_bytes())));
+                    topic: input.topic,
+                    partition: input.partition,
+                    offset: input.offset,
+                }
+                .letter(
+                    input.key.unwrap_or_default(),
+                    input.payload.unwrap_or_default(),
+                    &input.headers,
+                    self.config.runner.max_record_bytes,
+                );
+                if letter.stub {
+                    tracing::warn!(
+                        topic = input.topic,
+                        offset = input.offset,
+                        "the dead letter was too large; sent a stub with the reason and source"
+                    );
+                }
                 let header_refs: Vec<(&str, &[u8])> =
-                    dlq_headers.iter().map(|(k, v)| (k.as_str(), v.as_slice())).collect();
+                    letter.headers.iter().map(|(k, v)| (k.as_str(), v.as_slice())).collect();
                 let dlq_partitions = self.partitions.get(&self.dlq_topic).copied().unwrap_or(1);
-                txn.send(Record {
-                    topic: &self.dlq_topic,
-                    partition: partition.min(dlq_partitions - 1),
-                    key: message.key().unwrap_or_default(),
-                    payload: plugin_message.payload,
-                    headers: &header_refs,
-                })?;
                 Metrics::add(&self.metrics.failed, 1);
                 Metrics::add(&self.metrics.dead_lettered, 1);
+                txn.send(Record {
+                    topic: &self.dlq_topic,
+                    partition: input.partition.min(dlq_partitions - 1),
+                    key: &letter.key,
+                    payload: &letter.payload,
+                    headers: &header_refs,
+                })
             }
+        };
+        if let Err(err) = sent {
+            txn.poison();
+            return Err(err.into());
         }
-        txn.record_input(topic, partition, offset);
+        txn.record_input(input.topic, input.partition, input.offset);
         Ok(())
     }
 
-    /// Calls the plugin, retrying `transient` failures with doubling backoff.
+    /// Calls the plugin, retrying `transient` failures with doubling,
+    /// capped backoff.
     fn handle_with_retries(&mut self, message: &Message<'_>) -> Result<Vec<crate::plugin::Output>, HandleError> {
-        let mut backoff = Duration::from_millis(self.config.runner.retry_backoff_ms);
+        let cap = Duration::from_millis(self.config.runner.max_retry_backoff_ms);
+        let mut backoff = Duration::from_millis(self.config.runner.retry_backoff_ms).min(cap);
         let mut retries = 0;
         loop {
             match self.instance.handle(message) {
@@ -463,7 +607,7 @@ impl Worker {
                     Metrics::add(&self.metrics.retried, 1);
                     tracing::debug!(retries, %reason, "transient plugin failure; retrying");
                     std::thread::sleep(backoff);
-                    backoff *= 2;
+                    backoff = (backoff * 2).min(cap);
                 }
                 Err(HandleError::Transient(reason)) => {
                     return Err(HandleError::Transient(format!("{reason} (gave up after {retries} retries)")));
@@ -530,6 +674,31 @@ impl Worker {
         Ok(())
     }
 
+    /// A fresh plugin instance over the same (committed) state: after an
+    /// abort or a revoke, guest globals must not remember what was undone.
+    fn reset_plugin(&mut self) {
+        if let Err(err) = self.instance.reset() {
+            tracing::error!(error = %err, "cannot re-instantiate the plugin after an abort; retrying on the next message");
+        }
+    }
+
+    /// Aborts the open transaction on the way out of a failure, so that
+    /// nothing half-done can be committed by the revoke that dropping the
+    /// consumer runs.
+    fn abort_open(&mut self) {
+        let mut shared = lock(&self.shared);
+        let Shared { txn, state, .. } = &mut *shared;
+        if txn.is_open() {
+            let mut state = lock(state);
+            match txn.abort(&mut state) {
+                Ok(_) => tracing::info!("aborted the open transaction"),
+                Err(err) => {
+                    tracing::warn!(error = %err, "aborting the open transaction failed; the broker aborts it at its timeout")
+                }
+            }
+        }
+    }
+
     /// Commits the open transaction; on an abortable failure rewinds the
     /// consumer to the transaction's first offsets and goes on.
     fn commit(&mut self, consumer: &BaseConsumer<RunnerContext>) -> Result<(), RunnerError> {
@@ -547,12 +716,13 @@ impl Worker {
                 Metrics::add(&self.metrics.transactions_committed, 1);
                 Ok(())
             }
-            Err(TxnError::Aborted(err)) => {
+            Err(err @ (TxnError::Aborted(_) | TxnError::Poisoned)) => {
                 Metrics::add(&self.metrics.transactions_aborted, 1);
                 let rewind = txn.take_rewind();
                 drop(state);
                 drop(shared);
                 tracing::warn!(error = %err, partitions = rewind.len(), "transaction aborted; rewinding to its first offsets");
+                self.reset_plugin();
                 for ((topic, partition), offset) in rewind {
                     if let Err(err) =
                         consumer.seek(&topic, partition, rdkafka::Offset::Offset(offset), Duration::from_secs(10))

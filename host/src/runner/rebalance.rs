@@ -20,6 +20,9 @@ pub struct Shared {
     pub state: Arc<Mutex<ServiceState>>,
     /// Set when a hook failed in a way the loop must stop for.
     pub fatal: Option<String>,
+    /// Set when partitions were revoked: the loop replaces the plugin
+    /// instance, so no guest global outlives the state it came from.
+    pub plugin_stale: bool,
 }
 
 /// The runner's consumer context.
@@ -55,10 +58,12 @@ impl ConsumerContext for RunnerContext {
             }
         };
         let mut shared = lock(&self.shared);
-        let Shared { txn, state, fatal } = &mut *shared;
+        let Shared { txn, state, fatal, plugin_stale } = &mut *shared;
+        *plugin_stale = true;
         let mut state = lock(state);
         if txn.is_open() {
-            let lost = revoked.is_none() || consumer.assignment_lost();
+            // A poisoned transaction holds part of a message: never commit it.
+            let lost = revoked.is_none() || consumer.assignment_lost() || txn.is_poisoned();
             let outcome = match (lost, consumer.group_metadata()) {
                 (false, Some(group)) => txn.commit(&mut state, &group).map(|()| "committed"),
                 _ => txn.abort(&mut state).map(|_| "aborted"),

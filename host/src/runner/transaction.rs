@@ -27,6 +27,10 @@ pub enum TxnError {
     Fatal(#[source] KafkaError),
     #[error(transparent)]
     Publish(#[from] PublishError),
+    /// A send failed part-way through a message, so the transaction was
+    /// aborted instead of committed; rewind and replay it.
+    #[error("transaction aborted: a record of it could not be sent")]
+    Poisoned,
 }
 
 /// An input partition, by topic name and number.
@@ -41,6 +45,9 @@ pub struct Transaction {
     started: Instant,
     messages: usize,
     critical: bool,
+    /// A send failed part-way through a message: the transaction holds half
+    /// of it and may only be aborted.
+    poisoned: bool,
     /// Next offset to consume per input partition: what a commit records.
     next: HashMap<InputPartition, i64>,
     /// First offset handled in this transaction: where an abort rewinds to.
@@ -58,6 +65,7 @@ impl Transaction {
             started: Instant::now(),
             messages: 0,
             critical: false,
+            poisoned: false,
             next: HashMap::new(),
             first: HashMap::new(),
         }
@@ -83,6 +91,17 @@ impl Transaction {
         Ok(())
     }
 
+    /// Marks the open transaction as holding part of a message: it will
+    /// abort instead of committing.
+    pub fn poison(&mut self) {
+        self.poisoned = true;
+    }
+
+    /// Whether the open transaction may only be aborted.
+    pub fn is_poisoned(&self) -> bool {
+        self.open && self.poisoned
+    }
+
     /// Marks the transaction for an immediate commit (a critical output).
     pub fn mark_critical(&mut self) {
         self.critical = true;
@@ -106,6 +125,11 @@ impl Transaction {
         self.open && self.critical
     }
 
+    /// How long the open transaction has been open (zero when none is).
+    pub fn open_for(&self) -> Duration {
+        if self.open { self.started.elapsed() } else { Duration::ZERO }
+    }
+
     /// Time left until the transaction is due by age.
     pub fn time_left(&self, interval: Duration) -> Duration {
         if self.open { interval.saturating_sub(self.started.elapsed()) } else { interval }
@@ -117,6 +141,12 @@ impl Transaction {
     pub fn commit(&mut self, state: &mut ServiceState, group: &ConsumerGroupMetadata) -> Result<(), TxnError> {
         if !self.open {
             return Ok(());
+        }
+        if self.poisoned {
+            return Err(match self.abort(state) {
+                Ok(_) => TxnError::Poisoned,
+                Err(err) => err,
+            });
         }
         let result = self.try_commit(state, group);
         match result {
@@ -144,6 +174,12 @@ impl Transaction {
             }
         }
         let started = Instant::now();
+        // Every record of the transaction is delivered before its offsets go
+        // in, so nothing of it is still in flight when the commit is asked
+        // for. See `Publisher::wait_delivered`: without it every commit took
+        // 100 ms.
+        self.producer.wait_delivered(self.timeout);
+        let delivered = Instant::now();
         if !self.next.is_empty() {
             let mut offsets = TopicPartitionList::new();
             for ((topic, partition), next) in &self.next {
@@ -152,17 +188,14 @@ impl Transaction {
             retrying(|| self.producer.producer().send_offsets_to_transaction(&offsets, group, self.timeout))?;
         }
         let offsets_sent = Instant::now();
-        // See `Publisher::wait_delivered`: without it every commit took 100 ms.
-        self.producer.wait_delivered(self.timeout);
-        let delivered = Instant::now();
         // A commit that timed out may still complete on the broker; only a
         // retry (never an abort and replay) keeps that from duplicating output.
         let result = retrying(|| self.producer.producer().commit_transaction(self.timeout));
         tracing::debug!(
             messages = self.messages,
-            offsets = ?(offsets_sent - started),
-            delivery = ?(delivered - offsets_sent),
-            commit = ?delivered.elapsed(),
+            delivery = ?(delivered - started),
+            offsets = ?(offsets_sent - delivered),
+            commit = ?offsets_sent.elapsed(),
             "transaction commit"
         );
         result
@@ -193,6 +226,7 @@ impl Transaction {
         self.open = false;
         self.messages = 0;
         self.critical = false;
+        self.poisoned = false;
         self.next.clear();
         self.first.clear();
     }

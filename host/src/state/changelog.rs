@@ -44,6 +44,38 @@ impl ClientContext for QuietEof {
 
 impl rdkafka::consumer::ConsumerContext for QuietEof {}
 
+/// The high watermarks of `partitions`, as a `read_uncommitted` client sees
+/// them (the true end of the log, open transactions included).
+fn high_watermarks(
+    bootstrap: &str,
+    topic: &str,
+    partitions: &[i32],
+    timeout: Duration,
+) -> Result<HashMap<i32, i64>, KafkaError> {
+    let probe: BaseConsumer<QuietEof> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("isolation.level", "read_uncommitted")
+        .set("enable.auto.commit", "false")
+        .create_with_context(QuietEof)?;
+    let deadline = Instant::now() + timeout;
+    let mut targets = HashMap::new();
+    for &p in partitions {
+        let high = loop {
+            let left = deadline.saturating_duration_since(Instant::now()).min(Duration::from_secs(10));
+            match probe.fetch_watermarks(topic, p, left) {
+                Ok((_, high)) => break high,
+                Err(err) if Instant::now() < deadline => {
+                    tracing::warn!(%topic, partition = p, error = %err, "cannot read the changelog's end yet; retrying");
+                    std::thread::sleep(Duration::from_millis(500));
+                }
+                Err(err) => return Err(err),
+            }
+        };
+        targets.insert(p, high);
+    }
+    Ok(targets)
+}
+
 /// Reads `partitions` of `topic` from the beginning to their committed end.
 ///
 /// `timeout` bounds the whole restore; an open transaction of a dead
@@ -75,15 +107,15 @@ pub fn restore(
     }
     consumer.assign(&tpl).map_err(kafka)?;
 
-    // The end to reach is the high watermark as of now, not the first
-    // end-of-partition: a read_committed reader stops early at the last
-    // stable offset while a transaction (the previous owner's last commit)
-    // is still being completed, and its writes must not be missed.
-    let mut targets: HashMap<i32, i64> = HashMap::new();
-    for &p in partitions {
-        let (_, high) = consumer.fetch_watermarks(topic, p, timeout).map_err(kafka)?;
-        targets.insert(p, high);
-    }
+    // The end to reach is the high watermark as of now, asked of a
+    // read_uncommitted client: a read_committed one answers with the last
+    // stable offset, which stops before a transaction that the previous
+    // owner has written but not yet committed. The read_committed reader's
+    // position can pass an offset only once every transaction below it is
+    // decided, so reaching the high watermark means every record the
+    // previous owner wrote before now has been read if it committed and
+    // skipped if it aborted.
+    let targets = high_watermarks(bootstrap, topic, partitions, timeout).map_err(kafka)?;
     let mut pending: HashSet<i32> = partitions.iter().copied().filter(|p| targets[p] > 0).collect();
     let deadline = Instant::now() + timeout;
     while !pending.is_empty() {
@@ -94,7 +126,11 @@ pub fn restore(
         }
         match consumer.poll(Duration::from_millis(100)) {
             None | Some(Err(KafkaError::PartitionEOF(_))) => {}
-            Some(Err(err)) => return Err(kafka(err)),
+            // A broker moving or restarting: keep trying until the deadline.
+            Some(Err(err)) => {
+                tracing::warn!(%topic, error = %err, "changelog read failed; retrying until the restore timeout");
+                std::thread::sleep(Duration::from_millis(200));
+            }
             Some(Ok(record)) => {
                 let Some(state) = states.get_mut(&record.partition()) else { continue };
                 let key = record.key().unwrap_or_default().to_vec();
@@ -106,7 +142,7 @@ pub fn restore(
         }
         // The position moves past commit markers and aborted records too, so
         // it reaches the high watermark exactly when everything is read.
-        let positions = consumer.position().map_err(kafka)?;
+        let Ok(positions) = consumer.position() else { continue };
         pending.retain(|p| match positions.find_partition(topic, *p).map(|e| e.offset()) {
             Some(Offset::Offset(position)) => position < targets[p],
             _ => true,

@@ -94,6 +94,13 @@ impl Guest for Example {
             critical: false,
         }])
     }
+
+    /// Only asked for a consumed record whose key is not a booking key: the
+    /// booking id in the status message names its partition.
+    fn route(message: Message) -> Option<Routing> {
+        let status: BookingStatusChanged = serde_json::from_slice(&message.payload).ok()?;
+        Some(Routing::Booking(status.booking_id))
+    }
 }
 
 bindings::export!(Example with_types_in bindings);

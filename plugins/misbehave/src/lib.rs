@@ -2,9 +2,16 @@
 //!
 //! By the payload's `type`: `spin` loops forever, `grow` allocates (and
 //! touches) memory without bound, `trap` panics (a wasm trap), `invalid` and
-//! `transient` return those errors. Anything else is echoed back as one
-//! output (action `echo`, routed by event) and bumps the counter under state
-//! key `count` (decimal ASCII), so tests can see state survive.
+//! `transient` return those errors. The host-limit bombs: `state_bomb`
+//! writes `n` values of 200 KiB under new keys (a host heap bomb if writes
+//! were unbounded), `big_key` writes one 1 MiB key,
+//! `big_value` one 1 MiB value, `output_flood` returns `n` outputs,
+//! `big_output` one output of `n` KiB, `log_flood` logs `n` lines of 1 KiB,
+//! `misroute` emits `seat-reservation-result` routed by section. `global`
+//! echoes and reports a guest global counter, so tests can see a fresh
+//! instance. Anything else is echoed back as one output (action `echo`,
+//! routed by event) and bumps the counter under state key `count` (decimal
+//! ASCII), so tests can see state survive.
 #![cfg_attr(target_arch = "wasm32", no_std)]
 
 extern crate alloc;
@@ -34,7 +41,12 @@ pub const COUNT_KEY: &[u8] = b"count";
 struct Probe {
     #[serde(rename = "type")]
     kind: Option<String>,
+    /// Size or count for the bombs.
+    n: Option<u32>,
 }
+
+/// Lives in the guest's linear memory: reset only by a fresh instance.
+static CALLS: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
 
 /// Handles one message as described in the crate docs. Only `invalid`,
 /// `transient` and echo return; do not call `spin`, `grow` or `trap` natively.
@@ -45,13 +57,58 @@ pub fn handle<S: Store + ?Sized>(
     payload: &[u8],
 ) -> Result<Vec<Output>, HandleError> {
     let _ = (event_id, action);
-    let kind = serde_json::from_slice::<Probe>(payload).ok().and_then(|p| p.kind);
-    match kind.as_deref() {
+    let probe = serde_json::from_slice::<Probe>(payload).ok();
+    let n = probe.as_ref().and_then(|p| p.n).unwrap_or(1) as usize;
+    let calls = CALLS.fetch_add(1, core::sync::atomic::Ordering::Relaxed) + 1;
+    const MIB: usize = 1 << 20;
+    match probe.and_then(|p| p.kind).as_deref() {
         Some("spin") => spin(),
         Some("grow") => grow(),
         Some("trap") => panic!("trap requested"),
         Some("invalid") => Err(HandleError::Invalid("invalid requested".into())),
         Some("transient") => Err(HandleError::Transient("transient requested".into())),
+        Some("state_bomb") => {
+            let value = vec![7u8; 200 << 10];
+            for i in 0..n {
+                store.put(alloc::format!("bomb-{i}").as_bytes(), &value);
+            }
+            Ok(echo(store, payload))
+        }
+        Some("big_key") => {
+            store.put(&vec![b'k'; MIB], b"v");
+            Ok(echo(store, payload))
+        }
+        Some("big_value") => {
+            store.put(b"big", &vec![b'v'; MIB]);
+            Ok(echo(store, payload))
+        }
+        Some("output_flood") => Ok((0..n)
+            .map(|_| Output { action: ECHO.into(), routing: Routing::Event, payload: Vec::new(), critical: false })
+            .collect()),
+        Some("big_output") => Ok(vec![Output {
+            action: ECHO.into(),
+            routing: Routing::Event,
+            payload: vec![b'o'; n * 1024],
+            critical: false,
+        }]),
+        Some("log_flood") => {
+            let line = "l".repeat(1024);
+            for _ in 0..n {
+                store.log(turnstile_protocol::LogLevel::Info, &line);
+            }
+            Ok(echo(store, payload))
+        }
+        Some("misroute") => Ok(vec![Output {
+            action: "seat-reservation-result".into(),
+            routing: Routing::Section { section: "A".into(), subsection: 1 },
+            payload: payload.to_vec(),
+            critical: false,
+        }]),
+        Some("global") => {
+            let mut out = echo(store, payload);
+            out[0].payload = alloc::format!("{calls}").into_bytes();
+            Ok(out)
+        }
         _ => Ok(echo(store, payload)),
     }
 }

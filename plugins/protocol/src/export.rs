@@ -58,23 +58,24 @@ macro_rules! export_plugin {
                             proto::HandleError::Transient(r) => Error::Transient(r),
                         })
                 }
+
+                fn route(message: Message) -> Option<Routing> {
+                    proto::route_by_value(&message.action, &message.payload).map(routing)
+                }
             }
 
             bindings::export!(Plugin with_types_in bindings);
 
-            fn output(o: proto::Output) -> Output {
-                Output {
-                    action: o.action,
-                    routing: match o.routing {
-                        proto::Routing::Section { section, subsection } => {
-                            Routing::Section(SectionRoute { section, subsection })
-                        }
-                        proto::Routing::Booking(id) => Routing::Booking(id),
-                        proto::Routing::Event => Routing::Event,
-                    },
-                    payload: o.payload,
-                    critical: o.critical,
+            fn routing(r: proto::Routing) -> Routing {
+                match r {
+                    proto::Routing::Section { section, subsection } => Routing::Section(SectionRoute { section, subsection }),
+                    proto::Routing::Booking(id) => Routing::Booking(id),
+                    proto::Routing::Event => Routing::Event,
                 }
+            }
+
+            fn output(o: proto::Output) -> Output {
+                Output { action: o.action, routing: routing(o.routing), payload: o.payload, critical: o.critical }
             }
 
             /// The host's `state` and `log` imports as a [`proto::Store`].

@@ -22,6 +22,7 @@ mod guest;
 pub mod messages;
 pub mod names;
 pub mod plugin;
+pub mod route;
 pub mod rules;
 pub mod seat;
 
@@ -32,4 +33,5 @@ pub use messages::{
 };
 pub use names::*;
 pub use plugin::{HandleError, LogLevel, MemoryStore, Output, Routing, Store};
+pub use route::route_by_value;
 pub use seat::{ParseSeatError, SeatPosition};

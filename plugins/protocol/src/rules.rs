@@ -11,6 +11,36 @@ pub const MIN_QUANTITY: u32 = 1;
 /// Most seats one booking may ask for.
 pub const MAX_QUANTITY: u32 = 4;
 
+/// Longest section name, in UTF-8 bytes. Section names go into record keys
+/// and seat maps; a longer one is a buyer's mistake, not a reason to
+/// produce megabyte keys.
+pub const MAX_SECTION_BYTES: usize = 64;
+/// Longest booking id, in UTF-8 bytes (a UUID is 36). Booking ids are
+/// record keys; a longer one cannot be answered and is dead-lettered.
+pub const MAX_BOOKING_ID_BYTES: usize = 128;
+
+/// Checks a section name. `Err` is the reason shown to the buyer.
+pub fn validate_section(section: &str) -> Result<(), String> {
+    if section.is_empty() {
+        return Err("section must not be empty".into());
+    }
+    if section.len() > MAX_SECTION_BYTES {
+        return Err(format!("section name is {} bytes, longer than {MAX_SECTION_BYTES}", section.len()));
+    }
+    Ok(())
+}
+
+/// Checks a booking id. `Err` is the dead-letter reason.
+pub fn validate_booking_id(booking_id: &str) -> Result<(), String> {
+    if booking_id.is_empty() {
+        return Err("booking_id must not be empty".into());
+    }
+    if booking_id.len() > MAX_BOOKING_ID_BYTES {
+        return Err(format!("booking_id is {} bytes, longer than {MAX_BOOKING_ID_BYTES}", booking_id.len()));
+    }
+    Ok(())
+}
+
 /// Checks quantity and positions against the selection mode. `Err` is the
 /// reason shown to the buyer: a buyer's mistake, not a poison message.
 pub fn validate_selection(quantity: u32, mode: SeatSelectionMode, positions: &[SeatPosition]) -> Result<(), String> {
@@ -47,6 +77,17 @@ mod tests {
 
     fn p(row: u32, seat: u32) -> SeatPosition {
         SeatPosition { row, seat }
+    }
+
+    #[test]
+    fn section_and_booking_id_lengths_are_bounded() {
+        assert!(validate_section("A").is_ok());
+        assert!(validate_section(&"s".repeat(MAX_SECTION_BYTES)).is_ok());
+        assert!(validate_section(&"s".repeat(MAX_SECTION_BYTES + 1)).unwrap_err().contains("longer than 64"));
+        assert!(validate_section("").is_err());
+        assert!(validate_booking_id("b").is_ok());
+        assert!(validate_booking_id(&"b".repeat(129)).is_err());
+        assert!(validate_booking_id("").is_err());
     }
 
     #[test]

@@ -14,12 +14,18 @@ use crate::{emit, state};
 
 /// Opens a booking once: `processing` plus a `reserve_seats`, or `failed`
 /// if the request breaks the booking rules. A repeat does nothing.
-pub fn create<S: Store + ?Sized>(store: &mut S, c: CreateBooking) -> Result<Vec<Output>, HandleError> {
+pub fn create<S: Store + ?Sized>(store: &mut S, mut c: CreateBooking) -> Result<Vec<Output>, HandleError> {
+    rules::validate_booking_id(&c.booking_id).map_err(HandleError::Invalid)?;
     if state::load(store, &c.booking_id)?.is_some() {
         store.log(LogLevel::Debug, &format!("booking {} already exists; duplicate create ignored", c.booking_id));
         return Ok(Vec::new());
     }
-    let verdict = rules::validate_selection(c.quantity, c.seat_selection_mode, &c.seat_positions);
+    let verdict = rules::validate_section(&c.section)
+        .and_then(|()| rules::validate_selection(c.quantity, c.seat_selection_mode, &c.seat_positions));
+    if verdict.is_err() && c.section.len() > rules::MAX_SECTION_BYTES {
+        // A failed booking never reaches the seats: do not keep the bytes.
+        c.section.clear();
+    }
     let mut booking = Booking {
         buyer_id: c.buyer_id,
         section: c.section.clone(),
@@ -52,8 +58,9 @@ pub fn create<S: Store + ?Sized>(store: &mut S, c: CreateBooking) -> Result<Vec<
 }
 
 /// The stored booking, after checking the requester is its buyer. `Err`
-/// holds the outputs to return instead: nothing for an unknown booking
-/// (there is no buyer to tell; logged), a refusal for a stranger.
+/// holds the outputs to return instead: a refusal for a stranger. An
+/// unknown booking is `invalid` (dead-lettered, visible): there is no buyer
+/// to tell, and dropping it silently would hide a client's bug.
 fn owned_booking<S: Store + ?Sized>(
     store: &mut S,
     booking_id: &str,
@@ -61,8 +68,7 @@ fn owned_booking<S: Store + ?Sized>(
     verb: &str,
 ) -> Result<Result<Booking, Vec<Output>>, HandleError> {
     let Some(booking) = state::load(store, booking_id)? else {
-        store.log(LogLevel::Warn, &format!("{verb} for unknown booking {booking_id} by buyer {buyer_id} ignored"));
-        return Ok(Err(Vec::new()));
+        return Err(HandleError::Invalid(format!("unknown booking: {verb} of {booking_id:?} by buyer {buyer_id}")));
     };
     if booking.buyer_id != buyer_id {
         let reason = format!("buyer {buyer_id} may not {verb} another buyer's booking");

@@ -223,9 +223,6 @@ fn pay_refusals_change_nothing() {
     assert!(status["reason"].as_str().unwrap().contains("buyer 8"));
     assert_eq!(s.map, before_pay);
     assert_ne!(s.map, before);
-    // Unknown booking: nobody to tell; logged.
-    assert!(cmd(&mut s, pay("ghost", 7)).is_empty());
-    assert!(s.logs.iter().any(|(l, m)| *l == LogLevel::Warn && m.contains("ghost")));
 }
 
 #[test]
@@ -288,7 +285,6 @@ fn cancel_refusals() {
     let status = only_status(&cmd(&mut s, cancel("f", 7))).clone();
     assert_eq!(status["status"], "failed");
     assert!(status["reason"].as_str().unwrap().contains("is failed"));
-    assert!(cmd(&mut s, cancel("ghost", 7)).is_empty());
 }
 
 #[test]
@@ -331,7 +327,15 @@ fn every_status_change_emits_exactly_one_status_message() {
             _ => (SEAT_RESERVATION_RESULT, json!({"type": "seats_sold", "booking_id": id, "seats": []})),
         };
         let before = status_of_booking(&s, &id);
-        let out = send(&mut s, action, msg);
+        let Ok(out) = handle(&mut s, 1, action, msg.to_string().as_bytes()) else {
+            assert_eq!(before, None, "only a command for an unknown booking is refused as invalid");
+            assert_eq!(status_of_booking(&s, &id), None);
+            continue;
+        };
+        let out: Vec<Out> = out
+            .into_iter()
+            .map(|o| (o.action, o.routing, serde_json::from_slice(&o.payload).unwrap(), o.critical))
+            .collect();
         let after = status_of_booking(&s, &id);
         let statuses: Vec<_> = out.iter().filter(|o| o.0 == BOOKING_STATUS_CHANGED).collect();
         if before != after {
@@ -344,4 +348,41 @@ fn every_status_change_emits_exactly_one_status_message() {
             assert!(statuses.len() <= 1);
         }
     }
+}
+
+fn error(store: &mut MemoryStore, msg: Value) -> HandleError {
+    handle(store, 1, BOOKING_COMMAND, msg.to_string().as_bytes()).unwrap_err()
+}
+
+#[test]
+fn pay_or_cancel_of_an_unknown_booking_is_invalid() {
+    let mut s = MemoryStore::new();
+    for msg in [pay("ghost", 7), cancel("ghost", 7)] {
+        match error(&mut s, msg) {
+            HandleError::Invalid(reason) => assert!(reason.starts_with("unknown booking"), "{reason}"),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(s.map.is_empty());
+}
+
+#[test]
+fn an_oversized_section_fails_the_booking_without_keeping_it() {
+    let mut s = MemoryStore::new();
+    let mut c = create("b", 1);
+    c["section"] = json!("S".repeat(900 * 1024));
+    let out = cmd(&mut s, c);
+    assert_eq!(out.len(), 1, "a failed status and no reserve_seats: {}", out.len());
+    let status = status_of(&out[0]);
+    assert_eq!(status["status"], "failed");
+    assert!(status["reason"].as_str().unwrap().contains("longer than 64"), "{status}");
+    let stored: usize = s.map.values().map(Vec::len).sum();
+    assert!(stored < 1024, "the section's bytes are not stored ({stored} bytes)");
+}
+
+#[test]
+fn an_oversized_booking_id_is_invalid() {
+    let mut s = MemoryStore::new();
+    assert!(matches!(error(&mut s, create(&"b".repeat(4096), 1)), HandleError::Invalid(_)));
+    assert!(s.map.is_empty());
 }

@@ -1,0 +1,108 @@
+//! Everything a plugin controls is bounded: each bomb of the real
+//! `misbehave` component fails only its own message with the limit named,
+//! discards that message's state writes, and the next message runs normally.
+
+mod plugin_support;
+
+use plugin_support::{test_settings, wasm_path};
+use turnstile::naming::TopicName;
+use turnstile::plugin::{HandleError, MemoryState, Message, PluginEngine, PluginInstance, PluginLimits, StateAccess};
+
+fn instance() -> PluginInstance<MemoryState> {
+    let settings = turnstile::plugin::EngineSettings { limits: PluginLimits::default(), ..test_settings() };
+    let engine = PluginEngine::new(settings).expect("engine");
+    let plugin = engine.load_file(&wasm_path("misbehave")).expect("load misbehave");
+    plugin.instantiate(MemoryState::new()).expect("instantiate")
+}
+
+fn send<S: StateAccess>(
+    instance: &mut PluginInstance<S>,
+    payload: &str,
+) -> Result<Vec<turnstile::plugin::Output>, HandleError> {
+    let topic = TopicName::flow(1, "misbehave", "client", "misbehave");
+    let text = topic.to_string();
+    instance.handle(&Message {
+        topic: &text,
+        partition: 0,
+        offset: 0,
+        key: None,
+        payload: payload.as_bytes(),
+        headers: &[],
+        timestamp: None,
+        event_id: 1,
+        action: &topic.action,
+    })
+}
+
+fn count(state: &MemoryState) -> Option<String> {
+    state.map.get(&b"count"[..]).map(|v| String::from_utf8_lossy(v).into_owned())
+}
+
+/// The bomb fails with a limit error naming `limit`, leaves no state
+/// behind, and the instance echoes the next message.
+fn assert_bounded(bomb: &str, limit: &str) {
+    let mut i = instance();
+    send(&mut i, r#"{"type":"hello"}"#).expect("echo before");
+    let err = send(&mut i, bomb).expect_err(bomb);
+    assert_eq!(err.kind(), "limit", "{bomb}: {err}");
+    assert!(err.reason().contains(limit), "{bomb}: the reason names {limit}: {err}");
+    assert_eq!(count(i.state()).as_deref(), Some("1"), "{bomb}: the failed message's writes are discarded");
+    assert_eq!(i.state().map.len(), 1, "{bomb}: nothing but the counter is in state");
+    send(&mut i, r#"{"type":"hello"}"#).expect("echo after");
+    assert_eq!(count(i.state()).as_deref(), Some("2"));
+}
+
+#[test]
+fn a_state_write_bomb_stops_at_the_pending_budget() {
+    // 60 MiB of puts: without a budget they would sit on the host heap,
+    // outside the guest's 32 MiB memory cap.
+    assert_bounded(r#"{"type":"state_bomb","n":300}"#, "plugin.max_pending_state_bytes");
+}
+
+#[test]
+fn keys_and_values_are_bounded() {
+    assert_bounded(r#"{"type":"big_key"}"#, "plugin.max_key_bytes");
+    assert_bounded(r#"{"type":"big_value"}"#, "plugin.max_value_bytes");
+}
+
+#[test]
+fn output_count_and_size_are_bounded() {
+    assert_bounded(r#"{"type":"output_flood","n":100000}"#, "plugin.max_outputs");
+    assert_bounded(r#"{"type":"big_output","n":4096}"#, "plugin.max_output_bytes");
+}
+
+#[test]
+fn a_log_flood_is_truncated_not_fatal() {
+    let mut i = instance();
+    let outputs = send(&mut i, r#"{"type":"log_flood","n":10000}"#).expect("a log flood still handles the message");
+    assert_eq!(outputs.len(), 1);
+    assert_eq!(count(i.state()).as_deref(), Some("1"));
+}
+
+#[test]
+fn a_reset_instance_forgets_its_globals_but_keeps_state() {
+    let mut i = instance();
+    let calls = |i: &mut PluginInstance<MemoryState>| {
+        let out = send(i, r#"{"type":"global"}"#).expect("global");
+        String::from_utf8(out[0].payload.clone()).expect("utf-8")
+    };
+    assert_eq!(calls(&mut i), "1");
+    assert_eq!(calls(&mut i), "2");
+    i.reset().expect("reset");
+    assert_eq!(calls(&mut i), "1", "a fresh instance starts with fresh globals");
+    assert_eq!(count(i.state()).as_deref(), Some("3"), "state survives the reset");
+}
+
+#[test]
+fn a_manifest_or_component_over_the_limits_is_refused() {
+    let bytes = std::fs::read(wasm_path("misbehave")).expect("read misbehave");
+    let limits = PluginLimits { max_component_bytes: bytes.len() - 1, ..PluginLimits::default() };
+    let engine = PluginEngine::new(turnstile::plugin::EngineSettings { limits, ..test_settings() }).expect("engine");
+    let err = engine.load_bytes(&bytes).unwrap_err().to_string();
+    assert!(err.contains("plugin.max_component_bytes"), "{err}");
+
+    let limits = PluginLimits { max_manifest_string_bytes: 4, ..PluginLimits::default() };
+    let engine = PluginEngine::new(turnstile::plugin::EngineSettings { limits, ..test_settings() }).expect("engine");
+    let err = engine.load_bytes(&bytes).unwrap_err().to_string();
+    assert!(err.contains("plugin.max_manifest_string_bytes"), "{err}");
+}
