@@ -85,7 +85,7 @@ impl ProducerContext for DeliveryCounter {
 pub struct Record<'a> {
     pub topic: &'a str,
     pub partition: i32,
-    /// Raw key bytes: DLQ records keep keys that are not UTF-8.
+    /// Raw key bytes (DLQ records keep keys that are not UTF-8); empty for none.
     pub key: &'a [u8],
     pub payload: &'a [u8],
     pub headers: &'a [(&'a str, &'a [u8])],
@@ -155,7 +155,11 @@ impl Publisher {
 
     /// Queues one record with headers; see [`publish`](Self::publish).
     pub fn send(&self, record: Record<'_>) -> Result<(), PublishError> {
-        let mut base = BaseRecord::to(record.topic).partition(record.partition).key(record.key).payload(record.payload);
+        let mut base = BaseRecord::to(record.topic).partition(record.partition).payload(record.payload);
+        // An empty key is no key: a keyless record stays keyless downstream.
+        if !record.key.is_empty() {
+            base = base.key(record.key);
+        }
         if !record.headers.is_empty() {
             let headers = record
                 .headers

@@ -20,7 +20,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Headers, Message};
+use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use turnstile::naming::{self, SEAT_RESERVATION_SERVICE, TICKETING_SERVICE, TopicName};
 use turnstile::partition::booking_partition;
@@ -251,12 +251,7 @@ pub fn read_back_isolated(topic: &str, isolation: &str) -> Vec<Record> {
                 offset: m.offset(),
                 key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
                 value: m.payload().map(<[u8]>::to_vec).unwrap_or_default(),
-                headers: m
-                    .headers()
-                    .map(|hs| {
-                        hs.iter().map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec).unwrap_or_default())).collect()
-                    })
-                    .unwrap_or_default(),
+                headers: turnstile::runner::input::record_headers(&m),
             }),
             Some(Err(rdkafka::error::KafkaError::PartitionEOF(p))) => {
                 pending.remove(&p);
@@ -742,13 +737,30 @@ pub fn plan_single_seats(chart: &SeatingChart, per_subsection: usize) -> Vec<Pla
     plan
 }
 
-/// Publishes booking commands to `booking-command` the way clients must:
-/// keyed by the booking key, on the booking's partition.
+/// How a client picks the partition of a booking command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientPartitioner {
+    /// Keyed by the booking key, on Kafka's default (murmur2) partition: right.
+    Murmur2,
+    /// Keyed by the booking key, partitioned by librdkafka's default
+    /// `consistent_random` (CRC32): what a C, Python or Go client does.
+    Crc32,
+    /// No key, on a random partition.
+    Keyless,
+}
+
+/// Publishes booking commands to `booking-command`: by default the way
+/// clients must (keyed by the booking key, on the booking's partition), or
+/// the ways real clients get wrong ([`ClientPartitioner`]).
 pub struct BookingClient {
     pub event_id: u64,
     pub partitions: i32,
     pub topic: String,
     publisher: Publisher,
+    partitioner: ClientPartitioner,
+    /// librdkafka's own partitioner, for [`ClientPartitioner::Crc32`].
+    crc32: Option<rdkafka::producer::ThreadedProducer<rdkafka::producer::DefaultProducerContext>>,
+    rng: std::cell::RefCell<StdRng>,
 }
 
 impl BookingClient {
@@ -760,7 +772,24 @@ impl BookingClient {
             partitions,
             topic: naming::booking_command_topic(event_id).to_string(),
             publisher: Publisher::new(&config).expect("create the booking publisher"),
+            partitioner: ClientPartitioner::Murmur2,
+            crc32: None,
+            rng: std::cell::RefCell::new(StdRng::seed_from_u64(event_id)),
         }
+    }
+
+    /// Sends from now on partitioned as `partitioner` says.
+    pub fn set_partitioner(&mut self, partitioner: ClientPartitioner) {
+        if partitioner == ClientPartitioner::Crc32 && self.crc32.is_none() {
+            self.crc32 = Some(
+                client_config()
+                    .set("acks", "all")
+                    .set("partitioner", "consistent_random")
+                    .create()
+                    .expect("create a CRC32-partitioning producer"),
+            );
+        }
+        self.partitioner = partitioner;
     }
 
     /// Queues a command (fire and forget; see [`flush`](Self::flush)).
@@ -774,12 +803,32 @@ impl BookingClient {
         self.send_raw(booking_id, &payload, &[]);
     }
 
-    /// Queues arbitrary bytes under `booking_id`'s key and partition.
+    /// Queues arbitrary bytes for `booking_id`, partitioned as set.
     pub fn send_raw(&self, booking_id: &str, payload: &[u8], headers: &[(&str, &[u8])]) {
-        let partition = self.partition_of(booking_id);
         let key = naming::booking_key(self.event_id, booking_id);
+        match (self.partitioner, &self.crc32) {
+            (ClientPartitioner::Crc32, Some(producer)) => {
+                use rdkafka::message::{Header, OwnedHeaders};
+                use rdkafka::producer::BaseRecord;
+                let owned =
+                    headers.iter().fold(OwnedHeaders::new(), |h, (k, v)| h.insert(Header { key: k, value: Some(*v) }));
+                producer
+                    .send(BaseRecord::to(&self.topic).key(&key).payload(payload).headers(owned))
+                    .map_err(|(e, _)| e)
+                    .unwrap_or_else(|e| panic!("publishing to {}: {e}", self.topic));
+            }
+            (ClientPartitioner::Keyless, _) => {
+                let partition = self.rng.borrow_mut().random_range(0..self.partitions);
+                self.publish(partition, b"", payload, headers);
+            }
+            _ => self.publish(self.partition_of(booking_id), key.as_bytes(), payload, headers),
+        }
+    }
+
+    /// Queues a record exactly as given (an empty key is no key).
+    pub fn publish(&self, partition: i32, key: &[u8], payload: &[u8], headers: &[(&str, &[u8])]) {
         self.publisher
-            .send(turnstile::publisher::Record { topic: &self.topic, partition, key: key.as_bytes(), payload, headers })
+            .send(turnstile::publisher::Record { topic: &self.topic, partition, key, payload, headers })
             .unwrap_or_else(|e| panic!("publishing to {}: {e}", self.topic));
     }
 
@@ -791,6 +840,10 @@ impl BookingClient {
     /// Waits until everything queued is delivered.
     pub fn flush(&self) {
         self.publisher.flush(Duration::from_secs(60)).unwrap_or_else(|e| panic!("publishing to {}: {e}", self.topic));
+        if let Some(producer) = &self.crc32 {
+            use rdkafka::producer::Producer;
+            producer.flush(Duration::from_secs(60)).unwrap_or_else(|e| panic!("publishing to {}: {e}", self.topic));
+        }
     }
 }
 
@@ -1474,4 +1527,32 @@ pub fn with_custom_section(bytes: &[u8], name: &str, payload: &[u8]) -> Vec<u8> 
     leb128(body.len(), &mut out);
     out.extend_from_slice(&body);
     out
+}
+
+/// Record headers whose names are raw bytes (not necessarily UTF-8), which
+/// rdkafka's safe API cannot build: what a client in another language can send.
+pub fn raw_headers(headers: &[(&[u8], &[u8])]) -> rdkafka::message::OwnedHeaders {
+    let owned = rdkafka::message::OwnedHeaders::new_with_capacity(headers.len());
+    // `as_borrowed` hands out the native `rd_kafka_headers_t` pointer.
+    let native = std::ptr::from_ref(owned.as_borrowed()).cast::<rdkafka::bindings::rd_kafka_headers_t>().cast_mut();
+    for (name, value) in headers {
+        // SAFETY: `native` is the live header list `owned` owns; librdkafka
+        // copies both buffers.
+        let err = unsafe {
+            rdkafka::bindings::rd_kafka_header_add(
+                native,
+                name.as_ptr().cast(),
+                name.len() as isize,
+                value.as_ptr().cast(),
+                value.len() as isize,
+            )
+        };
+        assert_eq!(err, rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR, "add a raw header");
+    }
+    owned
+}
+
+/// A header of a record read back, as text.
+pub fn header<'a>(record: &'a Record, name: &str) -> Option<&'a str> {
+    record.headers.iter().find(|(k, _)| k == name).and_then(|(_, v)| std::str::from_utf8(v).ok())
 }

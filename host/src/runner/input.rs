@@ -41,7 +41,7 @@ pub struct InputRecord<'m> {
 impl<'m> InputRecord<'m> {
     /// Reads `message` without any step that can panic on client bytes.
     pub fn read(message: &'m BorrowedMessage<'m>) -> Self {
-        let mut headers = message.headers().map(read_headers).unwrap_or_default();
+        let mut headers = record_headers(message);
         let before = headers.len();
         headers.retain(|(name, _)| !name.starts_with(RESERVED_HEADER_PREFIX));
         InputRecord {
@@ -60,6 +60,11 @@ impl<'m> InputRecord<'m> {
     pub fn key_str(&self) -> Option<&'m str> {
         self.key.and_then(|k| std::str::from_utf8(k).ok())
     }
+}
+
+/// All headers of a consumed record, names decoded lossily; safe on any bytes.
+pub fn record_headers(message: &BorrowedMessage<'_>) -> Vec<(String, Vec<u8>)> {
+    message.headers().map(read_headers).unwrap_or_default()
 }
 
 /// All headers of a record. rdkafka's `Headers::get` unwraps the name as

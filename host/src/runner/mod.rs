@@ -431,8 +431,23 @@ impl Worker {
             event_id: self.identity.event_id,
             action,
         };
+        let max = self.config.runner.max_record_bytes;
         let outcome = match self.placement(action, &input, &plugin_message) {
             Ok(Placement::Here) => self.handle(&plugin_message)?,
+            Ok(Placement::Forward { key, .. })
+                if dlq::record_size(
+                    key.len(),
+                    payload.len(),
+                    input.headers.iter().map(|(k, v)| (k.len(), v.len())),
+                ) > max =>
+            {
+                let reason = format!(
+                    "the record belongs on another partition, but forwarded with its {}-byte key it would exceed \
+                     runner.max_record_bytes ({max})",
+                    key.len()
+                );
+                Outcome::DeadLetter(Failure::new("limit", reason))
+            }
             Ok(Placement::Forward { partition, key }) => Outcome::Forward { partition, key },
             Err(failure) => Outcome::DeadLetter(failure),
         };
