@@ -1,5 +1,5 @@
 //! The example plugin (`plugins/example`, walked through in
-//! docs/writing-plugins.md) as its author would use it: through `turnstile
+//! the README, "Writing a plugin") as its author would use it: through `turnstile
 //! replay` and `turnstile deploy`, built by `scripts/build-plugins`.
 
 mod plugin_support;

@@ -39,3 +39,22 @@ fn unreachable_bootstrap_is_refused() {
     assert!(run.stderr.contains("127.0.0.1:1"), "{run}");
     assert!(started.elapsed() < Duration::from_secs(10), "took {:?}", started.elapsed());
 }
+
+/// `run` rides out a cluster that is not there yet for
+/// `kafka.outage_timeout_ms`, saying what it waits for, instead of exiting
+/// at once; then it gives up with the bootstrap named.
+#[test]
+fn run_waits_for_the_broker_before_giving_up() {
+    let started = Instant::now();
+    let mut cmd =
+        turnstile_command(["--bootstrap", "127.0.0.1:1", "run", "--service", "ticketing-service", "--event", "1"]);
+    cmd.arg("--plugin").arg(plugin_path("ticketing-service"));
+    cmd.env("TURNSTILE_KAFKA__REQUEST_TIMEOUT_MS", "500").env("TURNSTILE_KAFKA__OUTAGE_TIMEOUT_MS", "4000");
+    let run = run(cmd);
+    let waited = started.elapsed();
+    run.expect_code(2);
+    assert!(run.stderr.contains("waiting for Kafka"), "{run}");
+    assert!(run.stderr.contains("127.0.0.1:1"), "{run}");
+    assert!(waited >= Duration::from_secs(4), "gave up after {waited:?}, before kafka.outage_timeout_ms");
+    assert!(waited < Duration::from_secs(30), "took {waited:?}");
+}

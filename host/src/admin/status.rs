@@ -245,9 +245,13 @@ impl fmt::Display for EventStatus {
                     None => i.plugin_version.clone(),
                 };
                 let m = &i.metrics;
+                let state = match (i.state.as_str(), i.last_commit_age_ms) {
+                    ("stalled", Some(ms)) => format!("stalled (last commit {:.1} s ago)", ms as f64 / 1e3),
+                    _ => i.state.clone(),
+                };
                 table.row(vec![
                     format!("{}/{}", i.service, i.instance_id),
-                    i.state.clone(),
+                    state,
                     plugin,
                     m.processed.to_string(),
                     m.failed.to_string(),

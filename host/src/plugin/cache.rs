@@ -71,9 +71,18 @@ pub fn store(component: &Component, path: &Path) {
     }
 }
 
-fn try_store(component: &Component, path: &Path) -> anyhow::Result<()> {
+/// Why a cache entry could not be written.
+#[derive(Debug, thiserror::Error)]
+enum StoreError {
+    #[error("serializing the component: {0}")]
+    Serialize(String),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+fn try_store(component: &Component, path: &Path) -> Result<(), StoreError> {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let bytes = component.serialize().map_err(|e| anyhow::anyhow!("{e:#}"))?;
+    let bytes = component.serialize().map_err(|e| StoreError::Serialize(format!("{e:#}")))?;
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)?;
     // A unique temporary name per process and call: concurrent writers of

@@ -159,6 +159,8 @@ struct Worker {
     deployment: Option<u32>,
     dlq_topic: String,
     metrics: Arc<Metrics>,
+    /// When a transaction last committed (or the runner started).
+    last_commit: Instant,
 }
 
 impl Runner {
@@ -262,6 +264,7 @@ impl Runner {
                 plugin_version: manifest.version.clone(),
                 partitions,
                 metrics: Arc::new(Metrics::default()),
+                last_commit: Instant::now(),
             },
         })
     }
@@ -644,6 +647,7 @@ impl Worker {
             deployment: self.deployment,
             metrics: self.metrics.snapshot(),
             updated_at: report::now(),
+            last_commit_age_ms: Some(u64::try_from(self.last_commit.elapsed().as_millis()).unwrap_or(u64::MAX)),
         };
         report::write(&self.config.runner.status_dir, &report);
     }
@@ -729,6 +733,7 @@ impl Worker {
         match txn.commit(&mut state, &group) {
             Ok(()) => {
                 Metrics::add(&self.metrics.transactions_committed, 1);
+                self.last_commit = Instant::now();
                 Ok(())
             }
             Err(err @ (TxnError::Aborted(_) | TxnError::Poisoned)) => {

@@ -18,8 +18,12 @@ pub struct InstanceReport {
     pub event_id: u64,
     pub instance_id: String,
     pub pid: u32,
-    /// `running` or `stopped`.
+    /// `running`, `stalled`, `failed` or `stopped`.
     pub state: String,
+    /// Milliseconds since the instance last committed a transaction (since
+    /// it started, if it never did).
+    #[serde(default)]
+    pub last_commit_age_ms: Option<u64>,
     pub plugin_version: String,
     /// The deployment version, when started from a deployment.
     pub deployment: Option<u32>,
@@ -87,6 +91,7 @@ mod tests {
             deployment: Some(3),
             metrics: MetricsSnapshot { processed: 10, ..Default::default() },
             updated_at: now(),
+            last_commit_age_ms: None,
         };
         write(dir.path(), &report);
         assert_eq!(read_all(dir.path(), 7), vec![report]);

@@ -1,5 +1,5 @@
 //! `example-service`: the smallest useful Turnstile plugin, walked through in
-//! `docs/writing-plugins.md`. For every `booking-status-changed` record it
+//! the README ("Writing a plugin"). For every `booking-status-changed` record it
 //! emits one `booking-audit` record, routed by booking, that numbers the
 //! booking's status changes:
 //!
