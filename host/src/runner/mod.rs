@@ -31,6 +31,7 @@ use crate::plugin::{HandleError, Header, LoadedPlugin, Message, PluginError, Plu
 use crate::publisher::{PublishError, Publisher, Record, producer_properties};
 use crate::routing::{Destination, Router};
 use crate::state::ServiceState;
+use crate::state::changelog::Restore;
 use dlq::{DeadLetter, Failure};
 use input::{InputRecord, Placement};
 use metrics::{Metrics, MetricsSnapshot};
@@ -161,6 +162,9 @@ struct Worker {
     metrics: Arc<Metrics>,
     /// When a transaction last committed (or the runner started).
     last_commit: Instant,
+    changelog_topic: String,
+    /// The restore of newly assigned partitions, stepped by the poll loop.
+    restore: Option<Restore>,
 }
 
 impl Runner {
@@ -209,13 +213,9 @@ impl Runner {
             state: state.0.clone(),
             fatal: None,
             plugin_stale: false,
+            restoring: Default::default(),
         }));
-        let context = RunnerContext {
-            shared: shared.clone(),
-            bootstrap: config.kafka.bootstrap.clone(),
-            changelog_topic,
-            restore_timeout: Duration::from_millis(config.runner.restore_timeout_ms),
-        };
+        let context = RunnerContext { shared: shared.clone() };
         let consumer: BaseConsumer<RunnerContext> = ClientConfig::new()
             .set("bootstrap.servers", &config.kafka.bootstrap)
             .set("group.id", &identity.group_id)
@@ -265,6 +265,8 @@ impl Runner {
                 partitions,
                 metrics: Arc::new(Metrics::default()),
                 last_commit: Instant::now(),
+                changelog_topic,
+                restore: None,
             },
         })
     }
@@ -320,7 +322,7 @@ impl Runner {
             // A critical output commits as soon as no more input is waiting:
             // at once when idle, with the messages already fetched under load.
             let critical = lock(&w.shared).txn.is_critical();
-            let wait = if critical {
+            let wait = if critical || w.restore.is_some() {
                 Duration::ZERO
             } else {
                 lock(&w.shared).txn.time_left(interval).clamp(Duration::from_millis(1), Duration::from_millis(100))
@@ -328,11 +330,21 @@ impl Runner {
             let idle = match consumer.poll(wait) {
                 None => true,
                 Some(Ok(message)) => {
-                    // A hook inside this poll may have failed (state restore).
+                    // A hook inside this poll may have failed.
                     if let Some(reason) = lock(&w.shared).fatal.take() {
                         return Err(RunnerError::Rebalance(reason));
                     }
-                    if let Some(action) = inputs.get(message.topic()) {
+                    if lock(&w.shared).restoring.contains(&message.partition()) {
+                        // Paused partitions deliver nothing new, but a fetch
+                        // may have been in flight: put it back, never handle
+                        // it against state that is not restored.
+                        let offset = rdkafka::Offset::Offset(message.offset());
+                        let (topic, partition) = (message.topic().to_owned(), message.partition());
+                        drop(message);
+                        consumer
+                            .seek(&topic, partition, offset, Duration::from_secs(10))
+                            .map_err(|source| RunnerError::Rewind { topic, partition, source })?;
+                    } else if let Some(action) = inputs.get(message.topic()) {
                         w.process(action, &message)?;
                     }
                     false
@@ -345,6 +357,7 @@ impl Runner {
             if std::mem::take(&mut lock(&w.shared).plugin_stale) {
                 w.reset_plugin();
             }
+            w.step_restore(consumer, inputs)?;
             let due = lock(&w.shared).txn.is_due(interval, max_batch) || (critical && idle);
             if due {
                 w.commit(consumer)?;
@@ -690,6 +703,54 @@ impl Worker {
                 self.plugin_version = old;
             }
         }
+        Ok(())
+    }
+
+    /// Starts, steps or finishes the restore of the partitions the assign
+    /// hook paused. The set can change under a running restore (another
+    /// rebalance): then it starts over for the partitions still waiting.
+    fn step_restore(
+        &mut self,
+        consumer: &BaseConsumer<RunnerContext>,
+        inputs: &HashMap<String, String>,
+    ) -> Result<(), RunnerError> {
+        let wanted: Vec<i32> = lock(&self.shared).restoring.iter().copied().collect();
+        if wanted.is_empty() {
+            self.restore = None;
+            return Ok(());
+        }
+        if self.restore.as_ref().is_none_or(|r| r.partitions() != wanted.as_slice()) {
+            let timeout = Duration::from_millis(self.config.runner.restore_timeout_ms);
+            self.restore = Some(
+                Restore::start(&self.config.kafka.bootstrap, &self.changelog_topic, &wanted, timeout)
+                    .map_err(|e| RunnerError::Rebalance(e.to_string()))?,
+            );
+            self.write_report("restoring");
+        }
+        let Some(restore) = self.restore.as_mut() else { return Ok(()) };
+        let Some(states) =
+            restore.step(Duration::from_millis(50)).map_err(|e| RunnerError::Rebalance(e.to_string()))?
+        else {
+            return Ok(());
+        };
+        let (records, elapsed) = (restore.records(), restore.elapsed());
+        self.restore = None;
+        let mut shared = lock(&self.shared);
+        let mut resume = rdkafka::TopicPartitionList::new();
+        {
+            let mut state = lock(&shared.state);
+            for (p, s) in states {
+                state.insert(p, s);
+                for topic in inputs.keys() {
+                    resume.add_partition(topic, p);
+                }
+            }
+        }
+        shared.restoring.clear();
+        drop(shared);
+        consumer.resume(&resume)?;
+        tracing::info!(partitions = ?wanted, records, elapsed = ?elapsed, "state restored from changelog; partitions resumed");
+        self.write_report("running");
         Ok(())
     }
 

@@ -1,18 +1,20 @@
-//! Consumer-group rebalances: commit before partitions go, restore state
-//! before partitions come.
+//! Consumer-group rebalances: commit before partitions go; pause partitions
+//! that come until the poll loop has restored their state.
 //!
 //! librdkafka calls these hooks from inside `poll` on the runner's own
-//! thread, so the runner never holds the shared lock across `poll`.
+//! thread, so the runner never holds the shared lock across `poll`. The
+//! restore itself runs in the poll loop (`runner::Runner::serve`), not here:
+//! the consumer keeps polling meanwhile, and partitions that were not moved
+//! keep flowing.
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::{ClientContext, TopicPartitionList};
 
 use super::transaction::{Transaction, TxnError};
-use crate::state::{ServiceState, changelog};
+use crate::state::ServiceState;
 
 /// What the rebalance hooks and the runner loop share.
 pub struct Shared {
@@ -23,14 +25,14 @@ pub struct Shared {
     /// Set when partitions were revoked: the loop replaces the plugin
     /// instance, so no guest global outlives the state it came from.
     pub plugin_stale: bool,
+    /// Assigned partitions whose state is not restored yet; paused on every
+    /// input topic until it is.
+    pub restoring: BTreeSet<i32>,
 }
 
 /// The runner's consumer context.
 pub struct RunnerContext {
     pub shared: Arc<Mutex<Shared>>,
-    pub bootstrap: String,
-    pub changelog_topic: String,
-    pub restore_timeout: Duration,
 }
 
 /// Locks a mutex, recovering the data if a panicking thread poisoned it:
@@ -58,7 +60,7 @@ impl ConsumerContext for RunnerContext {
             }
         };
         let mut shared = lock(&self.shared);
-        let Shared { txn, state, fatal, plugin_stale } = &mut *shared;
+        let Shared { txn, state, fatal, plugin_stale, restoring } = &mut *shared;
         *plugin_stale = true;
         let mut state = lock(state);
         if txn.is_open() {
@@ -84,36 +86,32 @@ impl ConsumerContext for RunnerContext {
             Some(revoked) => {
                 for p in &revoked {
                     state.remove(*p);
+                    restoring.remove(p);
                 }
                 tracing::info!(partitions = ?revoked, "partitions revoked");
             }
-            None => state.clear(),
+            None => {
+                state.clear();
+                restoring.clear();
+            }
         }
     }
 
-    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         let Rebalance::Assign(tpl) = rebalance else { return };
         // Always from the changelog: another member may have moved a
         // partition on since this instance last owned it.
-        let assigned: Vec<i32> = partitions_of(tpl).into_iter().collect();
+        let assigned = partitions_of(tpl);
         if assigned.is_empty() {
             return;
         }
-        let started = std::time::Instant::now();
-        match changelog::restore(&self.bootstrap, &self.changelog_topic, &assigned, self.restore_timeout) {
-            Ok(restored) => {
-                let shared = lock(&self.shared);
-                let mut state = lock(&shared.state);
-                let keys: usize = restored.values().map(|s| s.committed().len()).sum();
-                for (p, s) in restored {
-                    state.insert(p, s);
-                }
-                tracing::info!(partitions = ?assigned, keys, elapsed = ?started.elapsed(), "state restored from changelog");
-            }
-            Err(err) => {
-                tracing::error!(error = %err, "cannot restore state");
-                lock(&self.shared).fatal = Some(err.to_string());
-            }
+        if let Err(err) = consumer.pause(tpl) {
+            // Unpaused, records could be handled against empty state.
+            tracing::error!(error = %err, "cannot pause newly assigned partitions");
+            lock(&self.shared).fatal = Some(format!("cannot pause newly assigned partitions: {err}"));
+            return;
         }
+        tracing::info!(partitions = ?assigned, "partitions assigned; paused until their state is restored");
+        lock(&self.shared).restoring.extend(assigned);
     }
 }

@@ -76,77 +76,153 @@ fn high_watermarks(
     Ok(targets)
 }
 
-/// Reads `partitions` of `topic` from the beginning to their committed end.
-///
-/// `timeout` bounds the whole restore; an open transaction of a dead
-/// instance holds the end back until the broker aborts it
-/// (`transaction.timeout.ms`), so it must exceed that.
+/// Reads `partitions` of `topic` from the beginning to their committed end,
+/// blocking until done (see [`Restore`] for the end point and the timeout).
 pub fn restore(
     bootstrap: &str,
     topic: &str,
     partitions: &[i32],
     timeout: Duration,
 ) -> Result<HashMap<i32, PartitionState>, RestoreError> {
-    let kafka = |source| RestoreError::Kafka { topic: topic.to_owned(), source };
-    let mut states: HashMap<i32, HashMap<Vec<u8>, Vec<u8>>> = partitions.iter().map(|&p| (p, HashMap::new())).collect();
-    if partitions.is_empty() {
-        return Ok(HashMap::new());
+    let mut restore = Restore::start(bootstrap, topic, partitions, timeout)?;
+    loop {
+        if let Some(states) = restore.step(Duration::from_millis(500))? {
+            return Ok(states);
+        }
     }
-    let consumer: BaseConsumer<QuietEof> = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", format!("{topic}-restore"))
-        .set("enable.auto.commit", "false")
-        .set("isolation.level", "read_committed")
-        .set("enable.partition.eof", "true")
-        .set("auto.offset.reset", "earliest")
-        .create_with_context(QuietEof)
-        .map_err(kafka)?;
-    let mut tpl = TopicPartitionList::new();
-    for &p in partitions {
-        tpl.add_partition_offset(topic, p, Offset::Beginning).map_err(kafka)?;
-    }
-    consumer.assign(&tpl).map_err(kafka)?;
+}
 
-    // The end to reach is the high watermark as of now, asked of a
-    // read_uncommitted client: a read_committed one answers with the last
-    // stable offset, which stops before a transaction that the previous
-    // owner has written but not yet committed. The read_committed reader's
-    // position can pass an offset only once every transaction below it is
-    // decided, so reaching the high watermark means every record the
-    // previous owner wrote before now has been read if it committed and
-    // skipped if it aborted.
-    let targets = high_watermarks(bootstrap, topic, partitions, timeout).map_err(kafka)?;
-    let mut pending: HashSet<i32> = partitions.iter().copied().filter(|p| targets[p] > 0).collect();
-    let deadline = Instant::now() + timeout;
-    while !pending.is_empty() {
-        if Instant::now() > deadline {
-            let mut pending: Vec<i32> = pending.into_iter().collect();
-            pending.sort_unstable();
-            return Err(RestoreError::Timeout { topic: topic.to_owned(), pending, timeout });
+/// A restore in progress, stepped by the runner's poll loop so that the
+/// consumer keeps polling (and other partitions keep flowing) meanwhile.
+pub struct Restore {
+    consumer: BaseConsumer<QuietEof>,
+    topic: String,
+    partitions: Vec<i32>,
+    targets: HashMap<i32, i64>,
+    pending: HashSet<i32>,
+    states: HashMap<i32, HashMap<Vec<u8>, Vec<u8>>>,
+    records: u64,
+    started: Instant,
+    deadline: Instant,
+    timeout: Duration,
+    last_progress: Instant,
+}
+
+impl Restore {
+    /// Starts restoring `partitions` of `topic`. `timeout` bounds the whole
+    /// restore; an open transaction of a dead instance holds the end back
+    /// until the broker aborts it (`transaction.timeout.ms`), so it must
+    /// exceed that.
+    pub fn start(bootstrap: &str, topic: &str, partitions: &[i32], timeout: Duration) -> Result<Self, RestoreError> {
+        let kafka = |source| RestoreError::Kafka { topic: topic.to_owned(), source };
+        let consumer: BaseConsumer<QuietEof> = ClientConfig::new()
+            .set("bootstrap.servers", bootstrap)
+            .set("group.id", format!("{topic}-restore"))
+            .set("enable.auto.commit", "false")
+            .set("isolation.level", "read_committed")
+            .set("enable.partition.eof", "true")
+            .set("auto.offset.reset", "earliest")
+            .create_with_context(QuietEof)
+            .map_err(kafka)?;
+        let mut tpl = TopicPartitionList::new();
+        for &p in partitions {
+            tpl.add_partition_offset(topic, p, Offset::Beginning).map_err(kafka)?;
         }
-        match consumer.poll(Duration::from_millis(100)) {
-            None | Some(Err(KafkaError::PartitionEOF(_))) => {}
-            // A broker moving or restarting: keep trying until the deadline.
-            Some(Err(err)) => {
-                tracing::warn!(%topic, error = %err, "changelog read failed; retrying until the restore timeout");
-                std::thread::sleep(Duration::from_millis(200));
-            }
-            Some(Ok(record)) => {
-                let Some(state) = states.get_mut(&record.partition()) else { continue };
-                let key = record.key().unwrap_or_default().to_vec();
-                match record.payload() {
-                    Some(value) => state.insert(key, value.to_vec()),
-                    None => state.remove(&key),
-                };
-            }
+        if !partitions.is_empty() {
+            consumer.assign(&tpl).map_err(kafka)?;
         }
-        // The position moves past commit markers and aborted records too, so
-        // it reaches the high watermark exactly when everything is read.
-        let Ok(positions) = consumer.position() else { continue };
-        pending.retain(|p| match positions.find_partition(topic, *p).map(|e| e.offset()) {
-            Some(Offset::Offset(position)) => position < targets[p],
-            _ => true,
-        });
+        // The end to reach is the high watermark as of now, asked of a
+        // read_uncommitted client: a read_committed one answers with the
+        // last stable offset, which stops before a transaction that the
+        // previous owner has written but not yet committed. The
+        // read_committed reader's position can pass an offset only once
+        // every transaction below it is decided, so reaching the high
+        // watermark means every record the previous owner wrote before now
+        // has been read if it committed and skipped if it aborted.
+        let targets = high_watermarks(bootstrap, topic, partitions, timeout).map_err(kafka)?;
+        let now = Instant::now();
+        Ok(Restore {
+            consumer,
+            topic: topic.to_owned(),
+            partitions: partitions.to_vec(),
+            pending: partitions.iter().copied().filter(|p| targets[p] > 0).collect(),
+            targets,
+            states: partitions.iter().map(|&p| (p, HashMap::new())).collect(),
+            records: 0,
+            started: now,
+            deadline: now + timeout,
+            timeout,
+            last_progress: now,
+        })
     }
-    Ok(states.into_iter().map(|(p, entries)| (p, PartitionState::from_committed(entries))).collect())
+
+    /// The partitions being restored.
+    pub fn partitions(&self) -> &[i32] {
+        &self.partitions
+    }
+
+    /// Reads for up to `budget`; the restored states once every partition
+    /// reached its end.
+    pub fn step(&mut self, budget: Duration) -> Result<Option<HashMap<i32, PartitionState>>, RestoreError> {
+        let until = Instant::now() + budget;
+        while !self.pending.is_empty() {
+            if Instant::now() > self.deadline {
+                let mut pending: Vec<i32> = self.pending.iter().copied().collect();
+                pending.sort_unstable();
+                return Err(RestoreError::Timeout { topic: self.topic.clone(), pending, timeout: self.timeout });
+            }
+            if Instant::now() >= until {
+                self.log_progress();
+                return Ok(None);
+            }
+            match self.consumer.poll(Duration::from_millis(20)) {
+                None | Some(Err(KafkaError::PartitionEOF(_))) => {}
+                // A broker moving or restarting: keep trying until the deadline.
+                Some(Err(err)) => {
+                    tracing::warn!(topic = %self.topic, error = %err, "changelog read failed; retrying until the restore timeout");
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                Some(Ok(record)) => {
+                    let Some(state) = self.states.get_mut(&record.partition()) else { continue };
+                    self.records += 1;
+                    let key = record.key().unwrap_or_default().to_vec();
+                    match record.payload() {
+                        Some(value) => state.insert(key, value.to_vec()),
+                        None => state.remove(&key),
+                    };
+                }
+            }
+            // The position moves past commit markers and aborted records
+            // too, so it reaches the high watermark exactly when everything
+            // is read.
+            let Ok(positions) = self.consumer.position() else { continue };
+            let (topic, targets) = (&self.topic, &self.targets);
+            self.pending.retain(|p| match positions.find_partition(topic, *p).map(|e| e.offset()) {
+                Some(Offset::Offset(position)) => position < targets[p],
+                _ => true,
+            });
+        }
+        let states = std::mem::take(&mut self.states);
+        Ok(Some(states.into_iter().map(|(p, entries)| (p, PartitionState::from_committed(entries))).collect()))
+    }
+
+    /// How long the restore has been running.
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// Records read so far.
+    pub fn records(&self) -> u64 {
+        self.records
+    }
+
+    fn log_progress(&mut self) {
+        if self.last_progress.elapsed() < Duration::from_secs(2) {
+            return;
+        }
+        self.last_progress = Instant::now();
+        let mut waiting: Vec<i32> = self.pending.iter().copied().collect();
+        waiting.sort_unstable();
+        tracing::info!(topic = %self.topic, records = self.records, waiting = ?waiting, elapsed = ?self.started.elapsed(), "restoring state");
+    }
 }
