@@ -134,6 +134,10 @@ pub struct Runner {
     reloader: Option<Reloader>,
 }
 
+/// The failure kind of a plugin that cannot be instantiated: never a dead
+/// letter, the runner stops instead.
+const UNAVAILABLE: &str = "unavailable";
+
 /// What becomes of one input message.
 enum Outcome {
     /// Handled: these outputs, all routed and within size.
@@ -465,6 +469,8 @@ impl Worker {
                 Outcome::DeadLetter(Failure::new("limit", reason))
             }
             Ok(Placement::Forward { partition, key }) => Outcome::Forward { partition, key },
+            // Not the record's fault: stop rather than dead-letter good input.
+            Err(failure) if failure.kind == UNAVAILABLE => return Err(RunnerError::PluginUnavailable(failure.reason)),
             Err(failure) => Outcome::DeadLetter(failure),
         };
         self.finish(&input, outcome)
@@ -494,7 +500,7 @@ impl Worker {
                 "unroutable",
                 "the record has no key of the topic's format and the plugin found no routing in its value",
             )),
-            Err(HandleError::Unavailable(reason)) => Err(Failure::new("unavailable", reason)),
+            Err(HandleError::Unavailable(reason)) => Err(Failure::new(UNAVAILABLE, reason)),
             Err(err) => Err(Failure::from(&err)),
         }
     }

@@ -143,9 +143,13 @@ impl Transaction {
             return Ok(());
         }
         if self.poisoned {
-            return Err(match self.abort(state) {
-                Ok(_) => TxnError::Poisoned,
-                Err(err) => err,
+            // Abort, but keep the first offsets: the caller rewinds to them
+            // (`take_rewind`), or the aborted messages would be skipped.
+            state.abort();
+            self.open = false;
+            return Err(match self.producer.producer().abort_transaction(self.timeout) {
+                Ok(()) => TxnError::Poisoned,
+                Err(err) => classify(err),
             });
         }
         let result = self.try_commit(state, group);
