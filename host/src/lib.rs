@@ -7,6 +7,7 @@
 pub mod admin;
 pub mod config;
 pub mod deploy;
+pub mod load;
 pub mod naming;
 pub mod partition;
 pub mod plugin;
@@ -14,5 +15,4 @@ pub mod publisher;
 pub mod routing;
 pub mod runner;
 pub mod seating;
-pub mod sellout;
 pub mod state;

@@ -1,5 +1,7 @@
 //! Helpers for tests that need a real Kafka broker and the built `turnstile`
-//! binary.
+//! binary: running services, a booking client and driver, and (re-exported
+//! from `turnstile::load`, which the main job uses too) booking plans, the
+//! read-back reader and the contract checker.
 //!
 //! - The broker: `KAFKA_BOOTSTRAP_SERVERS` (default `127.0.0.1:9092`), e.g.
 //!   from `scripts/local-kafka start`. Tests create topics only for random
@@ -22,14 +24,12 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
+pub use turnstile::load::{Buyer, Outcome, Planned, Record, check_outcome, plan_bookings, plan_single_seats};
 use turnstile::naming::{self, SEAT_RESERVATION_SERVICE, TICKETING_SERVICE, TopicName};
 use turnstile::partition::booking_partition;
 use turnstile::publisher::Publisher;
 use turnstile::seating::SeatingChart;
-use turnstile_protocol::{
-    BookingCommand, BookingStatus, BookingStatusChanged, CancelBooking, CreateBooking, PayBooking, SeatPosition,
-    SeatResult, SeatSelectionMode,
-};
+use turnstile_protocol::{BookingCommand, BookingStatus, BookingStatusChanged, CancelBooking, PayBooking};
 
 /// Timeout for metadata and offset requests made by the helpers.
 pub const TIMEOUT: Duration = Duration::from_secs(15);
@@ -195,27 +195,13 @@ pub fn eventually(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
     }
 }
 
-/// One record read back from a topic.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Record {
-    pub partition: i32,
-    pub offset: i64,
-    pub key: Option<String>,
-    pub value: Vec<u8>,
-    pub headers: Vec<(String, Vec<u8>)>,
+/// The value of a record read back, parsed as JSON (panics if it is not).
+pub fn json(record: &Record) -> serde_json::Value {
+    serde_json::from_slice(&record.value).expect("record value is JSON")
 }
 
-impl Record {
-    /// The value parsed as JSON.
-    pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.value).expect("record value is JSON")
-    }
-}
-
-/// Reads every committed record of `topic`: an independent `read_committed`
-/// consumer in no group, assigned all partitions from the beginning, reading
-/// until each partition reports its end. Records come in partition order,
-/// then offset order.
+/// Reads every committed record of `topic` with an independent
+/// `read_committed` reader ([`turnstile::load::read_back`]); panics if it cannot.
 pub fn read_back(topic: &str) -> Vec<Record> {
     read_back_isolated(topic, "read_committed")
 }
@@ -223,44 +209,7 @@ pub fn read_back(topic: &str) -> Vec<Record> {
 /// Like [`read_back`] with `isolation.level` set to `isolation`:
 /// `read_uncommitted` also returns records of aborted transactions.
 pub fn read_back_isolated(topic: &str, isolation: &str) -> Vec<Record> {
-    let consumer: BaseConsumer = client_config()
-        .set("group.id", format!("turnstile-tests-read-back-{}", uuid::Uuid::new_v4()))
-        .set("enable.auto.commit", "false")
-        .set("isolation.level", isolation)
-        .set("enable.partition.eof", "true")
-        .create()
-        .expect("create the read-back consumer");
-    let metadata = consumer.fetch_metadata(Some(topic), TIMEOUT).expect("topic metadata");
-    let partitions: Vec<i32> = metadata.topics().iter().flat_map(|t| t.partitions().iter().map(|p| p.id())).collect();
-    assert!(!partitions.is_empty(), "topic {topic} has no partitions");
-    let mut tpl = TopicPartitionList::new();
-    for &p in &partitions {
-        tpl.add_partition_offset(topic, p, Offset::Beginning).expect("add partition");
-    }
-    consumer.assign(&tpl).expect("assign partitions");
-
-    let mut pending: BTreeSet<i32> = partitions.into_iter().collect();
-    let mut records = Vec::new();
-    let deadline = Instant::now() + TIMEOUT * 2;
-    while !pending.is_empty() {
-        assert!(Instant::now() < deadline, "reading {topic}: partitions {pending:?} never reached their end");
-        match consumer.poll(Duration::from_millis(200)) {
-            None => {}
-            Some(Ok(m)) => records.push(Record {
-                partition: m.partition(),
-                offset: m.offset(),
-                key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
-                value: m.payload().map(<[u8]>::to_vec).unwrap_or_default(),
-                headers: turnstile::runner::input::record_headers(&m),
-            }),
-            Some(Err(rdkafka::error::KafkaError::PartitionEOF(p))) => {
-                pending.remove(&p);
-            }
-            Some(Err(e)) => panic!("reading {topic}: {e}"),
-        }
-    }
-    records.sort_by_key(|r| (r.partition, r.offset));
-    records
+    turnstile::load::read_back(&bootstrap(), topic, isolation, TIMEOUT * 2).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Commits `offsets` (`(topic, partition, next offset)`) for `group` without
@@ -606,135 +555,6 @@ pub fn wait_for_group(
         }
         std::thread::sleep(Duration::from_millis(250));
     }
-}
-
-/// What a planned buyer does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Buyer {
-    /// Leaves a reserved booking unpaid.
-    Abandons,
-    /// Pays once the booking is `pending_payment`.
-    Pays,
-    /// Cancels once the booking is `pending_payment`.
-    Cancels,
-    /// Sends a cancel right after the create, while the booking is `processing`.
-    CancelsAtOnce,
-    /// Sends a create that breaks the booking rules (must fail at once).
-    Invalid,
-}
-
-/// One booking the load will send.
-#[derive(Debug, Clone)]
-pub struct Planned {
-    pub command: CreateBooking,
-    pub buyer: Buyer,
-    /// The create is sent twice (a client retry); the repeat must change nothing.
-    pub send_twice: bool,
-}
-
-impl Planned {
-    /// Whether `status` is where this booking ends.
-    pub fn settled_at(&self, status: BookingStatus) -> bool {
-        use BookingStatus::*;
-        match self.buyer {
-            Buyer::Abandons => matches!(status, PendingPayment | Failed),
-            Buyer::Pays => matches!(status, Completed | Failed),
-            Buyer::Cancels | Buyer::CancelsAtOnce => matches!(status, Cancelled | Failed),
-            Buyer::Invalid => status == Failed,
-        }
-    }
-}
-
-/// `count` bookings against `chart`: about 60 % best_available and 40 %
-/// manual (some of those naming a seat outside the chart), quantities 1–4,
-/// a few invalid creates and repeated creates; of the valid ones about 35 %
-/// pay, 15 % cancel after reservation, 8 % cancel at once, the rest abandon.
-pub fn plan_bookings(chart: &SeatingChart, count: usize, seed: u64) -> Vec<Planned> {
-    let mut rng = StdRng::seed_from_u64(seed);
-    (0..count)
-        .map(|_| {
-            let section = &chart.sections[rng.random_range(0..chart.sections.len())];
-            let subsection = rng.random_range(1..=section.subsections);
-            let mut quantity = rng.random_range(1..=4u32);
-            let manual = rng.random_bool(0.4);
-            let mut positions = Vec::new();
-            if manual {
-                let capacity = chart.rows * chart.cols;
-                let mut picked = BTreeSet::new();
-                while picked.len() < quantity.min(capacity) as usize {
-                    picked.insert((rng.random_range(1..=chart.rows), rng.random_range(1..=chart.cols)));
-                }
-                positions = picked.into_iter().filter_map(|(r, s)| SeatPosition::new(r, s)).collect();
-                quantity = positions.len() as u32;
-                if rng.random_bool(0.05) {
-                    // A seat the venue does not have: the reservation must fail.
-                    positions[0] = SeatPosition::new(chart.rows + 1, 1).expect("a valid position");
-                }
-            }
-            let roll: f64 = rng.random();
-            let buyer = if roll < 0.03 {
-                Buyer::Invalid
-            } else if roll < 0.38 {
-                Buyer::Pays
-            } else if roll < 0.53 {
-                Buyer::Cancels
-            } else if roll < 0.61 {
-                Buyer::CancelsAtOnce
-            } else {
-                Buyer::Abandons
-            };
-            if buyer == Buyer::Invalid {
-                if manual {
-                    quantity += 1; // fewer positions than seats asked for
-                } else {
-                    quantity = 5; // more than 4 seats
-                }
-            }
-            Planned {
-                command: CreateBooking {
-                    booking_id: uuid::Uuid::new_v4().to_string(),
-                    buyer_id: rng.random_range(1..=1_000_000),
-                    section: section.name.clone(),
-                    subsection,
-                    quantity,
-                    seat_selection_mode: if manual {
-                        SeatSelectionMode::Manual
-                    } else {
-                        SeatSelectionMode::BestAvailable
-                    },
-                    seat_positions: positions,
-                },
-                buyer,
-                send_twice: rng.random_bool(0.05),
-            }
-        })
-        .collect()
-}
-
-/// `per_subsection` single-seat best_available bookings for every
-/// subsection of `chart`, all abandoned once reserved.
-pub fn plan_single_seats(chart: &SeatingChart, per_subsection: usize) -> Vec<Planned> {
-    let mut plan = Vec::new();
-    for section in &chart.sections {
-        for subsection in 1..=section.subsections {
-            for i in 0..per_subsection {
-                plan.push(Planned {
-                    command: CreateBooking {
-                        booking_id: uuid::Uuid::new_v4().to_string(),
-                        buyer_id: 10_000_000 + i as u64,
-                        section: section.name.clone(),
-                        subsection,
-                        quantity: 1,
-                        seat_selection_mode: SeatSelectionMode::BestAvailable,
-                        seat_positions: Vec::new(),
-                    },
-                    buyer: Buyer::Abandons,
-                    send_twice: false,
-                });
-            }
-        }
-    }
-    plan
 }
 
 /// How a client picks the partition of a booking command.
@@ -1117,7 +937,7 @@ impl Sellout {
     pub fn verify(&self) -> Outcome {
         let statuses = read_back(&naming::booking_status_changed_topic(self.event_id).to_string());
         let results = read_back(&naming::seat_reservation_result_topic(self.event_id).to_string());
-        check_outcome(self, &statuses, &results)
+        check_outcome(self.event_id, self.partitions, &self.chart, &self.plan[..self.published], &statuses, &results)
     }
 
     /// [`verify`](Self::verify) until it finds no problem or `timeout`
@@ -1132,326 +952,6 @@ impl Sellout {
             }
             std::thread::sleep(Duration::from_millis(500));
         }
-    }
-}
-
-/// What the checker found in the committed output of a sellout.
-#[derive(Debug, Default)]
-pub struct Outcome {
-    /// Contract violations, one line each.
-    pub problems: Vec<String>,
-    pub status_messages: usize,
-    /// Final status per booking id.
-    pub finals: HashMap<String, BookingStatus>,
-    /// Bookings per final status name.
-    pub counts: BTreeMap<&'static str, usize>,
-    /// Seats held (pending_payment or completed) per (section, subsection).
-    pub held: BTreeMap<(String, u32), usize>,
-    /// Bookings failed by the seat service (not by validation).
-    pub reservation_failures: usize,
-}
-
-impl Outcome {
-    /// Panics listing the problems (at most 25) and `context` (service logs).
-    pub fn assert_clean(&self, context: &str) {
-        if self.problems.is_empty() {
-            return;
-        }
-        let shown: Vec<&str> = self.problems.iter().take(25).map(String::as_str).collect();
-        panic!(
-            "{} contract violation(s) in the committed output (first {}):\n  {}\nfinal statuses: {:?}\n{context}",
-            self.problems.len(),
-            shown.len(),
-            shown.join("\n  "),
-            self.counts
-        );
-    }
-
-    pub fn count(&self, status: BookingStatus) -> usize {
-        self.counts.get(status.as_str()).copied().unwrap_or(0)
-    }
-}
-
-fn seat_list(seats: &[SeatPosition]) -> String {
-    seats.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(",")
-}
-
-/// Checks the committed statuses and seat results of a sellout against
-/// DOMAIN.md §4–5 (see the `runner_flow` test for the list).
-pub fn check_outcome(sellout: &Sellout, statuses: &[Record], results: &[Record]) -> Outcome {
-    use BookingStatus::*;
-    let mut o = Outcome { status_messages: statuses.len(), ..Outcome::default() };
-    let event_id = sellout.event_id;
-    let chart = &sellout.chart;
-    let published: HashMap<&str, &Planned> =
-        sellout.plan[..sellout.published].iter().map(|p| (p.command.booking_id.as_str(), p)).collect();
-
-    // Status messages per booking, in offset order (one booking, one partition).
-    let mut seen: HashSet<(String, &'static str, Option<String>)> = HashSet::new();
-    let mut history: HashMap<String, Vec<(BookingStatusChanged, i64)>> = HashMap::new();
-    for r in statuses {
-        let Ok(s) = serde_json::from_slice::<BookingStatusChanged>(&r.value) else {
-            o.problems.push(format!(
-                "status partition {} offset {}: not a booking_status_changed: {}",
-                r.partition,
-                r.offset,
-                String::from_utf8_lossy(&r.value)
-            ));
-            continue;
-        };
-        let expected_key = naming::booking_key(event_id, &s.booking_id);
-        let expected_partition = booking_partition(event_id, &s.booking_id, sellout.partitions);
-        if r.key.as_deref() != Some(expected_key.as_str()) || r.partition != expected_partition {
-            o.problems.push(format!(
-                "status of {} is on partition {} with key {:?}; expected partition {expected_partition} key {expected_key}",
-                s.booking_id, r.partition, r.key
-            ));
-        }
-        if !seen.insert((s.booking_id.clone(), s.status.as_str(), s.reason.clone())) {
-            o.problems.push(format!(
-                "duplicate status message: booking {} {} reason {:?} appears again at partition {} offset {}",
-                s.booking_id,
-                s.status.as_str(),
-                s.reason,
-                r.partition,
-                r.offset
-            ));
-        }
-        history.entry(s.booking_id.clone()).or_default().push((s, r.offset));
-    }
-    for id in history.keys() {
-        if !published.contains_key(id.as_str()) {
-            o.problems.push(format!("status for booking {id}, which the test never sent"));
-        }
-    }
-
-    // Seat results per booking.
-    let mut reserved: HashMap<String, Vec<SeatPosition>> = HashMap::new();
-    let mut released: HashMap<String, Vec<SeatPosition>> = HashMap::new();
-    let mut sold: HashMap<String, Vec<SeatPosition>> = HashMap::new();
-    for r in results {
-        let Ok(result) = serde_json::from_slice::<SeatResult>(&r.value) else {
-            o.problems.push(format!(
-                "seat result partition {} offset {} does not parse: {}",
-                r.partition,
-                r.offset,
-                String::from_utf8_lossy(&r.value)
-            ));
-            continue;
-        };
-        let (id, seats, into) = match result {
-            SeatResult::SeatsReserved(x) => (x.booking_id, x.seats, &mut reserved),
-            SeatResult::SeatsReleased(x) => (x.booking_id, x.seats, &mut released),
-            SeatResult::SeatsSold(x) => (x.booking_id, x.seats, &mut sold),
-            SeatResult::ReservationFailed(_) => continue,
-        };
-        let mut seats = seats;
-        seats.sort();
-        if let Some(before) = into.get(&id).filter(|before| **before != seats) {
-            o.problems.push(format!(
-                "seat results for booking {id} disagree: {} then {}",
-                seat_list(before),
-                seat_list(&seats)
-            ));
-        }
-        into.insert(id, seats);
-    }
-
-    // Per booking: the lifecycle, the final status, the seats.
-    let mut holders: BTreeMap<(String, u32, SeatPosition), String> = BTreeMap::new();
-    for p in sellout.plan[..sellout.published].iter() {
-        let c = &p.command;
-        let id = c.booking_id.as_str();
-        let Some(h) = history.get(id) else {
-            o.problems.push(format!("booking {id} ({:?}) has no status message at all", p.buyer));
-            continue;
-        };
-        let mut current: Option<BookingStatus> = None;
-        let mut decisions = 0;
-        let mut processing = 0;
-        let mut reserved_seats: Option<Vec<SeatPosition>> = None;
-        for (s, offset) in h {
-            let allowed = match (current, s.status) {
-                (None, Processing) => p.buyer != Buyer::Invalid,
-                (None, Failed) => p.buyer == Buyer::Invalid,
-                (Some(Processing), PendingPayment | Failed | Cancelled) => true,
-                (Some(PendingPayment), Completed | Cancelled) => true,
-                // A refused command repeats the unchanged status with the refusal.
-                (Some(a), b) if a == b => s.reason.as_deref().is_some_and(|r| !r.is_empty()),
-                _ => false,
-            };
-            if !allowed {
-                o.problems.push(format!(
-                    "booking {id} ({:?}): status {} (reason {:?}) at offset {offset} after {:?}; history {:?}",
-                    p.buyer,
-                    s.status.as_str(),
-                    s.reason,
-                    current.map(BookingStatus::as_str),
-                    h.iter().map(|(s, _)| s.status.as_str()).collect::<Vec<_>>()
-                ));
-            }
-            if current != Some(s.status) {
-                match s.status {
-                    Processing => processing += 1,
-                    PendingPayment | Failed => decisions += 1,
-                    _ => {}
-                }
-            }
-            if s.status == Failed && s.reason.as_deref().is_none_or(str::is_empty) {
-                o.problems.push(format!("booking {id} failed without a reason"));
-            }
-            if s.status == PendingPayment && current != Some(PendingPayment) {
-                let seats = s.seats.clone().unwrap_or_default();
-                check_reservation(&mut o, chart, p, &seats, s.total_price);
-                let mut sorted = seats;
-                sorted.sort();
-                reserved_seats = Some(sorted);
-            }
-            if matches!(s.status, Completed | Cancelled)
-                && let (Some(seats), Some(expected)) = (&s.seats, &reserved_seats)
-            {
-                let mut seats = seats.clone();
-                seats.sort();
-                if seats != *expected {
-                    o.problems.push(format!(
-                        "booking {id} is {} with seats {} but reserved {}",
-                        s.status.as_str(),
-                        seat_list(&seats),
-                        seat_list(expected)
-                    ));
-                }
-            }
-            current = Some(s.status);
-        }
-        let last = current.expect("a history is never empty");
-        if p.buyer == Buyer::Invalid {
-            if h.len() != 1 || last != Failed {
-                o.problems.push(format!(
-                    "invalid booking {id} must fail once and only: {:?}",
-                    h.iter().map(|(s, _)| s.status.as_str()).collect::<Vec<_>>()
-                ));
-            }
-        } else {
-            if processing != 1 {
-                o.problems.push(format!("booking {id}: `processing` emitted {processing} times"));
-            }
-            let expected_decisions = if p.buyer == Buyer::CancelsAtOnce { 0..=1 } else { 1..=1 };
-            if !expected_decisions.contains(&decisions) {
-                o.problems.push(format!(
-                    "booking {id} ({:?}): {decisions} decisions (pending_payment/failed); history {:?}",
-                    p.buyer,
-                    h.iter().map(|(s, _)| s.status.as_str()).collect::<Vec<_>>()
-                ));
-            }
-        }
-        if !p.settled_at(last) {
-            o.problems.push(format!(
-                "booking {id} ({:?}) ended {}, which is not where this buyer's booking must end; history {:?}",
-                p.buyer,
-                last.as_str(),
-                h.iter().map(|(s, _)| s.status.as_str()).collect::<Vec<_>>()
-            ));
-        }
-        if last == Failed && h.iter().any(|(s, _)| s.status == Processing) {
-            o.reservation_failures += 1;
-        }
-        *o.counts.entry(last.as_str()).or_default() += 1;
-        o.finals.insert(id.to_owned(), last);
-
-        // Seats: held by at most one booking; the seat service agrees.
-        let key = (c.section.clone(), c.subsection);
-        if matches!(last, PendingPayment | Completed) {
-            let seats = reserved_seats.clone().unwrap_or_default();
-            *o.held.entry(key.clone()).or_default() += seats.len();
-            for seat in &seats {
-                if let Some(other) = holders.insert((c.section.clone(), c.subsection, *seat), id.to_owned()) {
-                    o.problems.push(format!(
-                        "seat {seat} of {}/{} is held by both booking {other} and booking {id}",
-                        c.section, c.subsection
-                    ));
-                }
-            }
-        }
-        let r = reserved.get(id);
-        match last {
-            PendingPayment | Completed => {
-                if r != reserved_seats.as_ref() {
-                    o.problems.push(format!(
-                        "booking {id} is {} with seats {:?}, but the seat service reserved {:?}",
-                        last.as_str(),
-                        reserved_seats.as_deref().map(seat_list),
-                        r.map(|s| seat_list(s))
-                    ));
-                }
-                if released.contains_key(id) {
-                    o.problems.push(format!("booking {id} is {} but its seats were released", last.as_str()));
-                }
-                if last == Completed && sold.get(id) != reserved_seats.as_ref() {
-                    o.problems.push(format!(
-                        "booking {id} is completed with seats {:?}, but the seat service sold {:?}",
-                        reserved_seats.as_deref().map(seat_list),
-                        sold.get(id).map(|s| seat_list(s))
-                    ));
-                }
-            }
-            Cancelled => {
-                if let Some(r) = r
-                    && released.get(id) != Some(r)
-                {
-                    o.problems.push(format!(
-                        "booking {id} is cancelled but its seats {} were not released (released: {:?})",
-                        seat_list(r),
-                        released.get(id).map(|s| seat_list(s))
-                    ));
-                }
-                if sold.contains_key(id) {
-                    o.problems.push(format!("booking {id} is cancelled but its seats were sold"));
-                }
-            }
-            Failed => {
-                if let Some(r) = r {
-                    o.problems.push(format!("booking {id} failed but the seat service reserved {}", seat_list(r)));
-                }
-            }
-            Processing => {}
-        }
-    }
-    let capacity = (chart.rows * chart.cols) as usize;
-    for ((section, subsection), n) in &o.held {
-        if *n > capacity {
-            o.problems.push(format!("{n} seats held in {section}/{subsection}, which has {capacity}"));
-        }
-    }
-    o
-}
-
-/// A `pending_payment` message carries the seats asked for, inside the chart,
-/// at the subsection's price.
-fn check_reservation(o: &mut Outcome, chart: &SeatingChart, p: &Planned, seats: &[SeatPosition], price: Option<u64>) {
-    let c = &p.command;
-    let id = &c.booking_id;
-    let distinct: BTreeSet<SeatPosition> = seats.iter().copied().collect();
-    if seats.len() != c.quantity as usize || distinct.len() != seats.len() {
-        o.problems.push(format!("booking {id} asked for {} seats and got {}", c.quantity, seat_list(seats)));
-    }
-    if let Some(bad) = seats.iter().find(|s| s.row > chart.rows || s.seat > chart.cols) {
-        o.problems.push(format!("booking {id} got seat {bad}, outside the {}x{} subsection", chart.rows, chart.cols));
-    }
-    if c.seat_selection_mode == SeatSelectionMode::Manual {
-        let asked: BTreeSet<SeatPosition> = c.seat_positions.iter().copied().collect();
-        if asked != distinct {
-            o.problems.push(format!(
-                "manual booking {id} asked for {} and got {}",
-                seat_list(&c.seat_positions),
-                seat_list(seats)
-            ));
-        }
-    }
-    let unit = chart.sections.iter().find(|s| s.name == c.section).map(|s| s.price);
-    if let Some(unit) = unit
-        && price != Some(unit * seats.len() as u64)
-    {
-        o.problems.push(format!("booking {id}: total_price {price:?} for {} seats at {unit}", seats.len()));
     }
 }
 

@@ -78,7 +78,7 @@ fn provision_publishes_the_seating_chart_by_section() {
     assert_eq!(records.len(), 6, "{records:?}");
     let mut seen = Vec::new();
     for record in &records {
-        let value = record.json();
+        let value = json(record);
         let section = value["section"].as_str().expect("section").to_owned();
         let partition = section_partition(id, &section, 10);
         assert_eq!(record.partition, partition, "{value}");
@@ -103,8 +103,8 @@ fn provision_publishes_the_seating_chart_by_section() {
     // Within a section (one partition) subsections arrive in order.
     let vip: Vec<u64> = records
         .iter()
-        .filter(|r| r.json()["section"] == "VIP")
-        .map(|r| r.json()["subsection"].as_u64().unwrap_or(0))
+        .filter(|r| json(r)["section"] == "VIP")
+        .map(|r| json(r)["subsection"].as_u64().unwrap_or(0))
         .collect();
     assert_eq!(vip, vec![1, 2, 3]);
     cleanup(id);

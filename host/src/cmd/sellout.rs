@@ -14,12 +14,13 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Message, Offset, TopicPartitionList};
 use turnstile::config::{Config, Overrides};
+use turnstile::load::plan::{self, Buyer, Mix, Planned};
+use turnstile::load::tally::{Summary, Tally};
+use turnstile::load::{check_outcome, read_back};
 use turnstile::naming::{self, SEAT_RESERVATION_SERVICE, TICKETING_SERVICE};
 use turnstile::publisher::Publisher;
 use turnstile::routing;
 use turnstile::seating::SeatingChart;
-use turnstile::sellout::plan::{self, Follow, Mix};
-use turnstile::sellout::tally::Tally;
 use turnstile_protocol::{BookingCommand, BookingStatus, BookingStatusChanged, CancelBooking, PayBooking};
 
 use crate::cli::{GlobalArgs, SelloutArgs};
@@ -68,15 +69,43 @@ pub fn run(global: &GlobalArgs, args: SelloutArgs) -> anyhow::Result<ExitCode> {
     }
     wait_for_groups(&config, event_id, &mut services)?;
 
-    let result = drive(&config, &chart, event_id, bookings, &args, &mut services);
+    let plan = plan::plan(&chart, bookings, Mix::default(), args.seed.unwrap_or(event_id));
+    let result = drive(&config, &chart, event_id, &plan, &args, &mut services);
     let cpu = services.cpu_seconds();
     services.stop();
     let summary = result?;
     println!("{summary}");
     let cpu: Vec<String> = cpu.iter().map(|(name, secs)| format!("{name} {secs:.2} s")).collect();
     println!("cpu time: {}", cpu.join(", "));
+    let problems = check(&config, &chart, event_id, &plan)?;
     eprintln!("service logs: {}", work_dir.display());
-    Ok(if summary.is_clean() { ExitCode::SUCCESS } else { ExitCode::from(super::EXIT_INCOMPLETE) })
+    Ok(if summary.is_clean() && problems == 0 { ExitCode::SUCCESS } else { ExitCode::from(super::EXIT_INCOMPLETE) })
+}
+
+/// Reads the public topics back with fresh `read_committed` readers and
+/// holds them against the contract (the checker the chaos test uses);
+/// prints the verdict and returns the number of problems.
+fn check(config: &Config, chart: &SeatingChart, event_id: u64, plan: &[Planned]) -> anyhow::Result<usize> {
+    let timeout = Duration::from_secs(60);
+    let bootstrap = &config.kafka.bootstrap;
+    let statuses =
+        read_back(bootstrap, &naming::booking_status_changed_topic(event_id).to_string(), "read_committed", timeout)?;
+    let results =
+        read_back(bootstrap, &naming::seat_reservation_result_topic(event_id).to_string(), "read_committed", timeout)?;
+    let outcome = check_outcome(event_id, config.kafka.partitions, chart, plan, &statuses, &results);
+    if outcome.problems.is_empty() {
+        println!(
+            "contract check: PASS ({} status messages and {} seat results read back)",
+            statuses.len(),
+            results.len()
+        );
+    } else {
+        println!("contract check: FAIL, {} problem(s):", outcome.problems.len());
+        for problem in outcome.problems.iter().take(20) {
+            println!("  {problem}");
+        }
+    }
+    Ok(outcome.problems.len())
 }
 
 /// Publishes the plan and tallies statuses until every booking is settled or
@@ -85,14 +114,14 @@ fn drive(
     config: &Config,
     chart: &SeatingChart,
     event_id: u64,
-    bookings: usize,
+    plan: &[Planned],
     args: &SelloutArgs,
     services: &mut Services,
-) -> anyhow::Result<turnstile::sellout::tally::Summary> {
+) -> anyhow::Result<Summary> {
     let partitions = config.kafka.partitions;
-    let plan = plan::plan(chart, bookings, Mix::default(), args.seed.unwrap_or(event_id));
-    let follow: HashMap<&str, (Follow, u64)> =
-        plan.iter().map(|p| (p.command.booking_id.as_str(), (p.follow, p.command.buyer_id))).collect();
+    let bookings = plan.len();
+    let follow: HashMap<&str, (Buyer, u64)> =
+        plan.iter().map(|p| (p.command.booking_id.as_str(), (p.buyer, p.command.buyer_id))).collect();
     let commands_topic = naming::booking_command_topic(event_id).to_string();
     let publisher = Publisher::new(config)?;
     let statuses = status_consumer(config, event_id, partitions)?;
@@ -138,9 +167,9 @@ fn drive(
                 if let Some(&(action, buyer_id)) = follow.get(msg.booking_id.as_str()) {
                     let booking_id = msg.booking_id.clone();
                     let command = match action {
-                        Follow::Pay => Some(BookingCommand::PayBooking(PayBooking { booking_id, buyer_id })),
-                        Follow::Cancel => Some(BookingCommand::CancelBooking(CancelBooking { booking_id, buyer_id })),
-                        Follow::Nothing => None,
+                        Buyer::Pays => Some(BookingCommand::PayBooking(PayBooking { booking_id, buyer_id })),
+                        Buyer::Cancels => Some(BookingCommand::CancelBooking(CancelBooking { booking_id, buyer_id })),
+                        Buyer::Abandons | Buyer::CancelsAtOnce | Buyer::Invalid => None,
                     };
                     if let Some(command) = command {
                         tally.follow_up_sent(&msg.booking_id);
