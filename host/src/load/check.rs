@@ -402,7 +402,13 @@ mod tests {
             seats: vec![seat()],
             total_price: 10,
         });
-        Record { partition: 0, offset: 0, key: None, value: serde_json::to_vec(&r).unwrap_or_default(), headers: vec![] }
+        Record {
+            partition: 0,
+            offset: 0,
+            key: None,
+            value: serde_json::to_vec(&r).unwrap_or_default(),
+            headers: vec![],
+        }
     }
 
     #[test]

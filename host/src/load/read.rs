@@ -10,6 +10,8 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 
+use crate::state::changelog::QuietEof;
+
 /// One record read back from a topic.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
@@ -44,13 +46,13 @@ pub enum ReadError {
 /// offset order.
 pub fn read_back(bootstrap: &str, topic: &str, isolation: &str, timeout: Duration) -> Result<Vec<Record>, ReadError> {
     let kafka = |source| ReadError::Kafka { topic: topic.to_owned(), source };
-    let consumer: BaseConsumer = ClientConfig::new()
+    let consumer: BaseConsumer<QuietEof> = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", format!("turnstile-read-back-{}", uuid::Uuid::new_v4()))
         .set("enable.auto.commit", "false")
         .set("isolation.level", isolation)
         .set("enable.partition.eof", "true")
-        .create()
+        .create_with_context(QuietEof)
         .map_err(kafka)?;
     let metadata = consumer.fetch_metadata(Some(topic), timeout).map_err(kafka)?;
     let partitions: Vec<i32> = metadata.topics().iter().flat_map(|t| t.partitions().iter().map(|p| p.id())).collect();

@@ -32,7 +32,7 @@ pub enum RestoreError {
 
 /// Logs client errors except reaching the end of a partition, which is how a
 /// restore knows it is done.
-struct QuietEof;
+pub(crate) struct QuietEof;
 
 impl ClientContext for QuietEof {
     fn error(&self, error: KafkaError, reason: &str) {
