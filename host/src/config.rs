@@ -482,11 +482,12 @@ impl Config {
         check_range("plugin.max_pending_state_bytes", w.max_pending_state_bytes as i64, 1, budget as i64)?;
         check_range("plugin.max_key_bytes", w.max_key_bytes as i64, 1, r.max_record_bytes as i64)?;
         check_range("plugin.max_value_bytes", w.max_value_bytes as i64, 1, r.max_record_bytes as i64)?;
-        if w.max_key_bytes + w.max_value_bytes > r.max_record_bytes as u64 {
+        // 128: the framing `runner::dlq::record_size` counts on every record.
+        if w.max_key_bytes + w.max_value_bytes + 128 > r.max_record_bytes as u64 {
             return Err(ConfigError::invalid(
                 "plugin.max_value_bytes",
                 format!(
-                    "a state record (plugin.max_key_bytes {} + plugin.max_value_bytes {}) must fit in runner.max_record_bytes ({})",
+                    "a state record (plugin.max_key_bytes {} + plugin.max_value_bytes {} + 128 bytes of framing) must fit in runner.max_record_bytes ({})",
                     w.max_key_bytes, w.max_value_bytes, r.max_record_bytes
                 ),
             ));

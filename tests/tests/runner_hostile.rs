@@ -105,6 +105,11 @@ fn poison_of_every_kind_is_dead_lettered_or_failed_and_the_services_go_on() {
         .into_bytes()
     };
     let huge_section = "S".repeat(900 * 1024);
+    // A key naming one booking over a value naming another, on another partition.
+    let (liar_key, liar_value) = (0..)
+        .map(|n| (format!("key-{n}"), format!("value-{n}")))
+        .find(|(k, v)| booking_partition(id, k, PARTITIONS) != booking_partition(id, v, PARTITIONS))
+        .expect("two bookings on different partitions");
     let huge_id = "b".repeat(600 * 1024);
     let poisons = vec![
         Poison { what: "not JSON", key: bkey("p1"), payload: Some(b"\xff\xfe{".to_vec()), headers: vec![], kind: Some("invalid") },
@@ -135,6 +140,13 @@ fn poison_of_every_kind_is_dead_lettered_or_failed_and_the_services_go_on() {
         Poison { what: "unknown section", key: bkey("p13"), payload: Some(create("p13", "Nowhere")), headers: vec![], kind: None },
         // Keyless, so it would be forwarded under a key as large as itself.
         Poison { what: "oversized booking id", key: None, payload: Some(create(&huge_id, "A")), headers: vec![], kind: Some("limit") },
+        Poison {
+            what: "key and value name different bookings",
+            key: bkey(&liar_key),
+            payload: Some(create(&liar_value, "A")),
+            headers: vec![],
+            kind: Some("unroutable"),
+        },
         // Fits the topic, but not with the dead-letter headers: a stub.
         Poison { what: "value at the size limit", key: bkey("p15"), payload: Some(vec![b'x'; 999_800]), headers: vec![], kind: Some("invalid") },
     ];

@@ -62,7 +62,10 @@ impl<S: StateAccess> HostState<S> {
             });
             return false;
         }
-        u.pending_state_bytes = u.pending_state_bytes.saturating_add(key.len() + value_len);
+        // Each buffered write also costs the host an entry, whatever its size:
+        // without this, empty puts would be free.
+        const ENTRY_OVERHEAD: usize = 64;
+        u.pending_state_bytes = u.pending_state_bytes.saturating_add(key.len() + value_len + ENTRY_OVERHEAD);
         if u.pending_state_bytes > b.max_pending_state_bytes {
             let used = u.pending_state_bytes;
             u.violate(|| {

@@ -78,6 +78,8 @@ pub enum RunnerError {
     Rebalance(String),
     #[error("the deployment cannot be read: {0}")]
     Deployment(String),
+    #[error(transparent)]
+    Routing(#[from] crate::routing::RoutingError),
     #[error("stalled: input was waiting but nothing committed for {age_ms} ms (runner.stall_timeout_ms {timeout_ms})")]
     Stalled { age_ms: u64, timeout_ms: u64 },
 }
@@ -169,6 +171,8 @@ struct Worker {
     changelog_topic: String,
     /// The restore of newly assigned partitions, stepped by the poll loop.
     restore: Option<Restore>,
+    /// Input topics written by clients (not by a service of the topology).
+    client_topics: std::collections::HashSet<String>,
 }
 
 impl Runner {
@@ -239,6 +243,11 @@ impl Runner {
             .create_with_context(context)?;
         let inputs: HashMap<String, String> =
             naming::input_topics(event_id, &identity.service).into_iter().map(|t| (t.to_string(), t.action)).collect();
+        let client_topics = naming::input_topics(event_id, &identity.service)
+            .into_iter()
+            .filter(|t| t.from == naming::CLIENT)
+            .map(|t| t.to_string())
+            .collect();
         let topics: Vec<&str> = inputs.keys().map(String::as_str).collect();
         consumer.subscribe(&topics)?;
 
@@ -250,8 +259,7 @@ impl Runner {
             return Err(RunnerError::UnequalPartitions { event_id, counts: counts.into_iter().collect() });
         }
         let output_partitions = counts.iter().next().copied().unwrap_or(config.kafka.partitions);
-        let router = Router::new(event_id, &identity.service, output_partitions)
-            .map_err(|e| RunnerError::Rebalance(e.to_string()))?;
+        let router = Router::new(event_id, &identity.service, output_partitions)?;
         Ok(Runner {
             consumer,
             inputs,
@@ -271,6 +279,7 @@ impl Runner {
                 last_commit: Instant::now(),
                 changelog_topic,
                 restore: None,
+                client_topics,
             },
         })
     }
@@ -488,20 +497,41 @@ impl Worker {
         let Some(kind) = naming::routing_kind(action) else { return Ok(Placement::Here) };
         let event_id = self.identity.event_id;
         let partitions = self.router.partitions();
-        if let Some(home) = input::place_by_key(event_id, kind, input.key_str(), partitions) {
-            return Ok(input::placement(input.partition, home));
+        let by_key = input::place_by_key(event_id, kind, input.key_str(), partitions);
+        // Records from clients are also checked against their value: a key
+        // that names another booking than the value would put the booking's
+        // state on a partition its seat results never reach. The host's own
+        // topics are written with both from one routing.
+        if let Some(home) = &by_key
+            && !self.client_topics.contains(input.topic)
+        {
+            return Ok(input::placement(input.partition, home.clone()));
         }
         lock(&self.state.0).select(input.partition);
-        match self.instance.route(message) {
-            Ok(Some(routing)) => input::place_by_routing(event_id, kind, &routing, partitions)
-                .map(|home| input::placement(input.partition, home))
-                .map_err(|reason| Failure::new("unroutable", reason)),
-            Ok(None) => Err(Failure::new(
+        let by_value = match self.instance.route(message) {
+            Ok(Some(routing)) => Some(
+                input::place_by_routing(event_id, kind, &routing, partitions)
+                    .map_err(|reason| Failure::new("unroutable", reason))?,
+            ),
+            Ok(None) => None,
+            Err(HandleError::Unavailable(reason)) => return Err(Failure::new(UNAVAILABLE, reason)),
+            Err(err) => return Err(Failure::from(&err)),
+        };
+        match (by_key, by_value) {
+            (Some(key), Some(value)) if key.0 != value.0 => Err(Failure::new(
+                "unroutable",
+                format!(
+                    "the key routes the record to partition {} but its value's business key to partition {}",
+                    key.0, value.0
+                ),
+            )),
+            // A value the plugin cannot read: the key decides, and the
+            // plugin dead-letters the value when it handles it.
+            (Some(home), _) | (None, Some(home)) => Ok(input::placement(input.partition, home)),
+            (None, None) => Err(Failure::new(
                 "unroutable",
                 "the record has no key of the topic's format and the plugin found no routing in its value",
             )),
-            Err(HandleError::Unavailable(reason)) => Err(Failure::new(UNAVAILABLE, reason)),
-            Err(err) => Err(Failure::from(&err)),
         }
     }
 
@@ -546,6 +576,9 @@ impl Worker {
         let mut shared = lock(&self.shared);
         let txn = &mut shared.txn;
         txn.ensure_open()?;
+        // Before anything is sent: an abort must rewind to this message even
+        // if it is the first of its partition in the transaction.
+        txn.record_first(input.topic, input.partition, input.offset);
         let sent = match outcome {
             Outcome::Produce(outputs) => {
                 lock(&self.state.0).accept_message();

@@ -35,7 +35,8 @@ impl RunnerError {
             | RunnerError::MissingInput { .. }
             | RunnerError::UnequalPartitions { .. }
             | RunnerError::PluginUnavailable(_)
-            | RunnerError::Deployment(_) => false,
+            | RunnerError::Deployment(_)
+            | RunnerError::Routing(_) => false,
         }
     }
 }
@@ -81,8 +82,14 @@ pub fn supervise(
     let mut restarts = 0u32;
     loop {
         let attempt = Instant::now();
+        let mut committed = 0;
         let result = match wait_for_cluster(config, shutdown) {
-            Ok(Some(cluster)) => start(&cluster).and_then(|runner| runner.run(shutdown)),
+            Ok(Some(cluster)) => start(&cluster).and_then(|runner| {
+                let metrics = runner.metrics();
+                let result = runner.run(shutdown);
+                committed = metrics.snapshot().transactions_committed;
+                result
+            }),
             Ok(None) => return Ok(MetricsSnapshot::default()),
             Err(err) => Err(RunnerError::Admin(err.into())),
         };
@@ -93,7 +100,11 @@ pub fn supervise(
         if shutdown.load(Ordering::Relaxed) || !err.is_recoverable() {
             return Err(err);
         }
-        if attempt.elapsed() >= HEALTHY_RUN {
+        // Healthy means it worked for a while: a stall or a restore timeout
+        // always takes longer than HEALTHY_RUN, and must not reset the
+        // streak unless the attempt committed something first.
+        let slow_failure = matches!(err, RunnerError::Stalled { .. } | RunnerError::Rebalance(_));
+        if attempt.elapsed() >= HEALTHY_RUN && (committed > 0 || !slow_failure) {
             failing_since = None;
             pause = Duration::from_millis(250);
         }

@@ -107,6 +107,12 @@ impl Transaction {
         self.critical = true;
     }
 
+    /// Notes that the message at `offset` of `topic[partition]` is about to
+    /// put records into the transaction: an abort rewinds at least to it.
+    pub fn record_first(&mut self, topic: &str, partition: i32, offset: i64) {
+        self.first.entry((topic.to_owned(), partition)).or_insert(offset);
+    }
+
     /// Records that the message at `offset` of `topic[partition]` is done.
     pub fn record_input(&mut self, topic: &str, partition: i32, offset: i64) {
         let key = (topic.to_owned(), partition);

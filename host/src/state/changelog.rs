@@ -98,7 +98,9 @@ pub struct Restore {
     consumer: BaseConsumer<QuietEof>,
     topic: String,
     partitions: Vec<i32>,
-    targets: HashMap<i32, i64>,
+    bootstrap: String,
+    /// The end to reach per partition, fetched by the first `step` that can.
+    targets: Option<HashMap<i32, i64>>,
     pending: HashSet<i32>,
     states: HashMap<i32, HashMap<Vec<u8>, Vec<u8>>>,
     records: u64,
@@ -131,22 +133,14 @@ impl Restore {
         if !partitions.is_empty() {
             consumer.assign(&tpl).map_err(kafka)?;
         }
-        // The end to reach is the high watermark as of now, asked of a
-        // read_uncommitted client: a read_committed one answers with the
-        // last stable offset, which stops before a transaction that the
-        // previous owner has written but not yet committed. The
-        // read_committed reader's position can pass an offset only once
-        // every transaction below it is decided, so reaching the high
-        // watermark means every record the previous owner wrote before now
-        // has been read if it committed and skipped if it aborted.
-        let targets = high_watermarks(bootstrap, topic, partitions, timeout).map_err(kafka)?;
         let now = Instant::now();
         Ok(Restore {
             consumer,
             topic: topic.to_owned(),
             partitions: partitions.to_vec(),
-            pending: partitions.iter().copied().filter(|p| targets[p] > 0).collect(),
-            targets,
+            bootstrap: bootstrap.to_owned(),
+            targets: None,
+            pending: partitions.iter().copied().collect(),
             states: partitions.iter().map(|&p| (p, HashMap::new())).collect(),
             records: 0,
             started: now,
@@ -154,6 +148,34 @@ impl Restore {
             timeout,
             last_progress: now,
         })
+    }
+
+    /// The end to reach: the high watermark as of the first time it can be
+    /// asked, from a read_uncommitted client. A read_committed one answers
+    /// with the last stable offset, which stops before a transaction that
+    /// the previous owner has written but not yet committed. The
+    /// read_committed reader's position can pass an offset only once every
+    /// transaction below it is decided, so reaching the high watermark means
+    /// every record the previous owner wrote before it has been read if it
+    /// committed and skipped if it aborted. Asked with a short timeout, so
+    /// that a broker outage never blocks the poll loop for long; `step`
+    /// asks again.
+    fn fetch_targets(&mut self, budget: Duration) -> Result<bool, RestoreError> {
+        if self.targets.is_some() {
+            return Ok(true);
+        }
+        match high_watermarks(&self.bootstrap, &self.topic, &self.partitions, budget) {
+            Ok(targets) => {
+                self.pending.retain(|p| targets.get(p).is_some_and(|&high| high > 0));
+                self.targets = Some(targets);
+                Ok(true)
+            }
+            Err(err) if Instant::now() < self.deadline => {
+                tracing::warn!(topic = %self.topic, error = %err, "cannot read the changelog's end yet; retrying");
+                Ok(false)
+            }
+            Err(source) => Err(RestoreError::Kafka { topic: self.topic.clone(), source }),
+        }
     }
 
     /// The partitions being restored.
@@ -165,6 +187,9 @@ impl Restore {
     /// reached its end.
     pub fn step(&mut self, budget: Duration) -> Result<Option<HashMap<i32, PartitionState>>, RestoreError> {
         let until = Instant::now() + budget;
+        if !self.fetch_targets(budget.max(Duration::from_secs(1)))? {
+            return Ok(None);
+        }
         while !self.pending.is_empty() {
             if Instant::now() > self.deadline {
                 let mut pending: Vec<i32> = self.pending.iter().copied().collect();
@@ -198,7 +223,9 @@ impl Restore {
             let Ok(positions) = self.consumer.position() else { continue };
             let (topic, targets) = (&self.topic, &self.targets);
             self.pending.retain(|p| match positions.find_partition(topic, *p).map(|e| e.offset()) {
-                Some(Offset::Offset(position)) => position < targets[p],
+                Some(Offset::Offset(position)) => {
+                    targets.as_ref().and_then(|t| t.get(p)).is_none_or(|&end| position < end)
+                }
                 _ => true,
             });
         }
