@@ -1,8 +1,9 @@
 //! The chaos test: the real flow with two instances of each service while
 //! instances are killed (-9) and frozen (SIGSTOP past their transaction
 //! timeout), plugins are deployed and rolled back, the broker is killed and
-//! relaunched with its data and paused, and poison is mixed into
-//! `booking-command`. Afterwards independent `read_committed` readers check
+//! relaunched with its data and paused, poison is mixed into
+//! `booking-command`, and some bookings come from a client that partitions
+//! wrongly (CRC32). Afterwards independent `read_committed` readers check
 //! every invariant and a table of actions and invariants is printed.
 //!
 //! Short and seeded in CI. A long run (see README, "Chaos"):
@@ -328,8 +329,17 @@ fn chaos() {
                 note("poison records (3)".into());
             }
         }
+        // Some chunks come from a client that partitions wrongly (librdkafka's
+        // CRC32 default): the host forwards them. (Keyless clients, whose
+        // immediate cancels can overtake their creates, are tested apart.)
+        let client = if rng.random_bool(0.3) { ClientPartitioner::Crc32 } else { ClientPartitioner::Murmur2 };
+        if client != ClientPartitioner::Murmur2 {
+            note(format!("a chunk of bookings from a {client:?} client"));
+        }
+        sellout.client.set_partitioner(client);
         sellout.publish(chunk);
     }
+    sellout.client.set_partitioner(ClientPartitioner::Murmur2);
     sellout.publish_rest();
     let mut services = fleet.services();
     let settled = sellout.drive_until(
