@@ -4,9 +4,8 @@
 
 mod plugin_support;
 
-use plugin_support::{test_settings, wasm_path};
-use turnstile::naming::TopicName;
-use turnstile::plugin::{HandleError, MemoryState, Message, PluginEngine, PluginInstance, PluginLimits, StateAccess};
+use plugin_support::{misbehave_count as count, send_misbehave, test_settings, wasm_path};
+use turnstile::plugin::{MemoryState, PluginEngine, PluginInstance, PluginLimits};
 
 fn instance() -> PluginInstance<MemoryState> {
     // A generous deadline: these bombs are about space, and a loaded CI
@@ -21,40 +20,17 @@ fn instance() -> PluginInstance<MemoryState> {
     plugin.instantiate(MemoryState::new()).expect("instantiate")
 }
 
-fn send<S: StateAccess>(
-    instance: &mut PluginInstance<S>,
-    payload: &str,
-) -> Result<Vec<turnstile::plugin::Output>, HandleError> {
-    let topic = TopicName::flow(1, "misbehave", "client", "misbehave");
-    let text = topic.to_string();
-    instance.handle(&Message {
-        topic: &text,
-        partition: 0,
-        offset: 0,
-        key: None,
-        payload: payload.as_bytes(),
-        headers: &[],
-        timestamp: None,
-        event_id: 1,
-        action: &topic.action,
-    })
-}
-
-fn count(state: &MemoryState) -> Option<String> {
-    state.map.get(&b"count"[..]).map(|v| String::from_utf8_lossy(v).into_owned())
-}
-
 /// The bomb fails with a limit error naming `limit`, leaves no state
 /// behind, and the instance echoes the next message.
 fn assert_bounded(bomb: &str, limit: &str) {
     let mut i = instance();
-    send(&mut i, r#"{"type":"hello"}"#).expect("echo before");
-    let err = send(&mut i, bomb).expect_err(bomb);
+    send_misbehave(&mut i, 0, r#"{"type":"hello"}"#).expect("echo before");
+    let err = send_misbehave(&mut i, 0, bomb).expect_err(bomb);
     assert_eq!(err.kind(), "limit", "{bomb}: {err}");
     assert!(err.reason().contains(limit), "{bomb}: the reason names {limit}: {err}");
     assert_eq!(count(i.state()).as_deref(), Some("1"), "{bomb}: the failed message's writes are discarded");
     assert_eq!(i.state().map.len(), 1, "{bomb}: nothing but the counter is in state");
-    send(&mut i, r#"{"type":"hello"}"#).expect("echo after");
+    send_misbehave(&mut i, 0, r#"{"type":"hello"}"#).expect("echo after");
     assert_eq!(count(i.state()).as_deref(), Some("2"));
 }
 
@@ -80,7 +56,8 @@ fn output_count_and_size_are_bounded() {
 #[test]
 fn a_log_flood_is_truncated_not_fatal() {
     let mut i = instance();
-    let outputs = send(&mut i, r#"{"type":"log_flood","n":10000}"#).expect("a log flood still handles the message");
+    let outputs =
+        send_misbehave(&mut i, 0, r#"{"type":"log_flood","n":10000}"#).expect("a log flood still handles the message");
     assert_eq!(outputs.len(), 1);
     assert_eq!(count(i.state()).as_deref(), Some("1"));
 }
@@ -89,7 +66,7 @@ fn a_log_flood_is_truncated_not_fatal() {
 fn a_reset_instance_forgets_its_globals_but_keeps_state() {
     let mut i = instance();
     let calls = |i: &mut PluginInstance<MemoryState>| {
-        let out = send(i, r#"{"type":"global"}"#).expect("global");
+        let out = send_misbehave(i, 0, r#"{"type":"global"}"#).expect("global");
         String::from_utf8(out[0].payload.clone()).expect("utf-8")
     };
     assert_eq!(calls(&mut i), "1");

@@ -6,33 +6,8 @@ mod plugin_support;
 
 use std::time::{Duration, Instant};
 
-use plugin_support::{plugins, test_settings, wasm_path};
-use turnstile::naming::TopicName;
-use turnstile::plugin::{EngineSettings, HandleError, MemoryState, Message, PluginEngine, PluginInstance, StateAccess};
-
-fn send<S: StateAccess>(
-    instance: &mut PluginInstance<S>,
-    offset: i64,
-    payload: &str,
-) -> Result<Vec<turnstile::plugin::Output>, HandleError> {
-    let topic = TopicName::flow(1, "misbehave", "client", "misbehave");
-    let text = topic.to_string();
-    instance.handle(&Message {
-        topic: &text,
-        partition: 0,
-        offset,
-        key: None,
-        payload: payload.as_bytes(),
-        headers: &[],
-        timestamp: None,
-        event_id: 1,
-        action: &topic.action,
-    })
-}
-
-fn count(state: &MemoryState) -> Option<String> {
-    state.map.get(&b"count"[..]).map(|v| String::from_utf8_lossy(v).into_owned())
-}
+use plugin_support::{misbehave_count as count, plugins, send_misbehave as send, test_settings, wasm_path};
+use turnstile::plugin::{EngineSettings, HandleError, MemoryState, PluginEngine, PluginInstance, StateAccess};
 
 fn echo_ok<S: StateAccess>(instance: &mut PluginInstance<S>, offset: i64) {
     let payload = format!(r#"{{"type":"hello","n":{offset}}}"#);

@@ -49,6 +49,28 @@ impl Planned {
     }
 }
 
+/// A create: `manual` when it names seats, `best_available` when not.
+fn create(
+    booking_id: String,
+    buyer_id: u64,
+    section: &str,
+    subsection: u32,
+    quantity: u32,
+    seat_positions: Vec<SeatPosition>,
+) -> CreateBooking {
+    let seat_selection_mode =
+        if seat_positions.is_empty() { SeatSelectionMode::BestAvailable } else { SeatSelectionMode::Manual };
+    CreateBooking {
+        booking_id,
+        buyer_id,
+        section: section.into(),
+        subsection,
+        quantity,
+        seat_selection_mode,
+        seat_positions,
+    }
+}
+
 /// `count` bookings against `chart`: about 60 % best_available and 40 %
 /// manual (some of those naming a seat outside the chart), quantities 1–4,
 /// a few invalid creates and repeated creates; of the valid ones about 35 %
@@ -96,20 +118,16 @@ pub fn plan_bookings(chart: &SeatingChart, count: usize, seed: u64) -> Vec<Plann
                     quantity = 5; // more than 4 seats
                 }
             }
+            let buyer_id = rng.random_range(1..=1_000_000);
             Planned {
-                command: CreateBooking {
-                    booking_id: uuid::Uuid::new_v4().to_string(),
-                    buyer_id: rng.random_range(1..=1_000_000),
-                    section: section.name.clone(),
+                command: create(
+                    uuid::Uuid::new_v4().to_string(),
+                    buyer_id,
+                    &section.name,
                     subsection,
                     quantity,
-                    seat_selection_mode: if manual {
-                        SeatSelectionMode::Manual
-                    } else {
-                        SeatSelectionMode::BestAvailable
-                    },
-                    seat_positions: positions,
-                },
+                    positions,
+                ),
                 buyer,
                 send_twice: rng.random_bool(0.05),
             }
@@ -125,15 +143,14 @@ pub fn plan_single_seats(chart: &SeatingChart, per_subsection: usize) -> Vec<Pla
         for subsection in 1..=section.subsections {
             for i in 0..per_subsection {
                 plan.push(Planned {
-                    command: CreateBooking {
-                        booking_id: uuid::Uuid::new_v4().to_string(),
-                        buyer_id: 10_000_000 + i as u64,
-                        section: section.name.clone(),
+                    command: create(
+                        uuid::Uuid::new_v4().to_string(),
+                        10_000_000 + i as u64,
+                        &section.name,
                         subsection,
-                        quantity: 1,
-                        seat_selection_mode: SeatSelectionMode::BestAvailable,
-                        seat_positions: Vec::new(),
-                    },
+                        1,
+                        Vec::new(),
+                    ),
                     buyer: Buyer::Abandons,
                     send_twice: false,
                 });
@@ -187,20 +204,16 @@ pub fn plan(chart: &SeatingChart, count: usize, mix: Mix, seed: u64) -> Vec<Plan
                 Buyer::Abandons
             };
             let quantity = if manual { seat_positions.len() as u32 } else { quantity };
+            let buyer_id = rng.random_range(1..=1_000_000);
             Planned {
-                command: CreateBooking {
-                    booking_id: format!("{seed:x}-{i:08}"),
-                    buyer_id: rng.random_range(1..=1_000_000),
-                    section: section.name.clone(),
+                command: create(
+                    format!("{seed:x}-{i:08}"),
+                    buyer_id,
+                    &section.name,
                     subsection,
                     quantity,
-                    seat_selection_mode: if manual {
-                        SeatSelectionMode::Manual
-                    } else {
-                        SeatSelectionMode::BestAvailable
-                    },
                     seat_positions,
-                },
+                ),
                 buyer,
                 send_twice: false,
             }

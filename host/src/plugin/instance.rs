@@ -306,55 +306,57 @@ impl<S: StateAccess> PluginInstance<S> {
 
     /// Hands one message to the plugin and returns its outputs.
     pub fn handle(&mut self, msg: &Message<'_>) -> Result<Vec<Output>, HandleError> {
-        if self.bindings.is_none() {
-            self.rebuild().map_err(|e| HandleError::Unavailable(e.to_string()))?;
-        }
-        fill_message(&mut self.scratch, msg);
-        let engine = &self.plugin.inner.engine.inner;
-        let (Some(store), Some(bindings)) = (self.store.as_mut(), self.bindings.as_ref()) else {
+        let result = self.call(msg, "handling", |bindings, store, message| bindings.call_handle(store, message))?;
+        let Some(store) = self.store.as_mut() else {
             return Err(HandleError::Unavailable("no live instance".into()));
         };
-        store.set_epoch_deadline(engine.deadline_ticks);
-        store.data_mut().begin();
-        let result = bindings.call_handle(&mut *store, &self.scratch);
-        let violation = store.data_mut().finish();
+        let data = store.data_mut();
         match result {
-            Ok(Ok(outputs)) => {
-                let data = store.data_mut();
-                if let Some(reason) = violation.or_else(|| check_outputs(&outputs, &data.budget)) {
+            Ok(outputs) => {
+                if let Some(reason) = check_outputs(&outputs, &data.budget) {
                     data.rollback();
                     return Err(HandleError::Limit(reason));
                 }
                 data.commit();
                 Ok(outputs.into_iter().map(Output::from).collect())
             }
-            Ok(Err(err)) => {
-                store.data_mut().rollback();
+            Err(err) => {
+                data.rollback();
                 Err(match err {
                     wit::Error::Invalid(reason) => HandleError::Invalid(reason),
                     wit::Error::Transient(reason) => HandleError::Transient(reason),
                 })
             }
-            Err(err) => {
-                let data = store.data_mut();
-                data.rollback();
-                let failure = match violation {
-                    Some(reason) => HandleError::Limit(reason),
-                    None => classify(&err, &data.limits, engine),
-                };
-                tracing::warn!(service = %self.plugin.service(), offset = msg.offset, "plugin failed, replacing the instance: {failure}");
-                if let Err(again) = self.rebuild() {
-                    tracing::error!(service = %self.plugin.service(), "cannot re-instantiate the plugin: {again}");
-                }
-                Err(failure)
-            }
         }
     }
 
-    /// Asks the plugin for the routing of a record whose key does not give
-    /// it (WIT `route`). Runs under the same deadline and memory cap as
-    /// `handle`; state writes are not allowed and fail the call.
+    /// Asks the plugin for the routing it reads from a record's value (WIT
+    /// `route`). Runs under the same deadline and memory cap as `handle`;
+    /// state writes are not allowed and fail the call.
     pub fn route(&mut self, msg: &Message<'_>) -> Result<Option<Routing>, HandleError> {
+        let routing = self.call(msg, "routing", |bindings, store, message| bindings.call_route(store, message))?;
+        let Some(store) = self.store.as_mut() else {
+            return Err(HandleError::Unavailable("no live instance".into()));
+        };
+        let wrote = !store.data().pending.is_empty();
+        store.data_mut().rollback();
+        if wrote {
+            return Err(HandleError::Invalid("the plugin wrote state while routing a record".into()));
+        }
+        Ok(routing.map(routing_from_wit))
+    }
+
+    /// Calls one export on `msg` under the message's deadline and budget.
+    /// A limit broken during the call, or a trap or timeout, is the error
+    /// (writes dropped, instance replaced); otherwise the export's result
+    /// is returned with the message's writes still pending, for the caller
+    /// to commit or roll back.
+    fn call<T>(
+        &mut self,
+        msg: &Message<'_>,
+        what: &str,
+        export: impl FnOnce(&Plugin, &mut Store<HostState<S>>, &wit::Message) -> wasmtime::Result<T>,
+    ) -> Result<T, HandleError> {
         if self.bindings.is_none() {
             self.rebuild().map_err(|e| HandleError::Unavailable(e.to_string()))?;
         }
@@ -365,20 +367,22 @@ impl<S: StateAccess> PluginInstance<S> {
         };
         store.set_epoch_deadline(engine.deadline_ticks);
         store.data_mut().begin();
-        let result = bindings.call_route(&mut *store, &self.scratch);
-        let violation = store.data_mut().finish();
-        let wrote = !store.data().pending.is_empty();
-        store.data_mut().rollback();
-        match result {
-            Ok(_) if wrote => Err(HandleError::Invalid("the plugin wrote state while routing a record".into())),
-            Ok(_) if violation.is_some() => Err(HandleError::Limit(violation.unwrap_or_default())),
-            Ok(routing) => Ok(routing.map(routing_from_wit)),
-            Err(err) => {
+        let result = export(bindings, &mut *store, &self.scratch);
+        let data = store.data_mut();
+        let violation = data.finish();
+        match (result, violation) {
+            (Ok(value), None) => Ok(value),
+            (Ok(_), Some(reason)) => {
+                data.rollback();
+                Err(HandleError::Limit(reason))
+            }
+            (Err(err), violation) => {
+                data.rollback();
                 let failure = match violation {
                     Some(reason) => HandleError::Limit(reason),
-                    None => classify(&err, &store.data().limits, engine),
+                    None => classify(&err, &data.limits, engine),
                 };
-                tracing::warn!(service = %self.plugin.service(), offset = msg.offset, "plugin failed while routing, replacing the instance: {failure}");
+                tracing::warn!(service = %self.plugin.service(), offset = msg.offset, "plugin failed while {what} a message, replacing the instance: {failure}");
                 if let Err(again) = self.rebuild() {
                     tracing::error!(service = %self.plugin.service(), "cannot re-instantiate the plugin: {again}");
                 }

@@ -241,13 +241,9 @@ impl Runner {
             .set("max.poll.interval.ms", config.runner.max_poll_interval_ms.to_string())
             .set("heartbeat.interval.ms", "1000")
             .create_with_context(context)?;
-        let inputs: HashMap<String, String> =
-            naming::input_topics(event_id, &identity.service).into_iter().map(|t| (t.to_string(), t.action)).collect();
-        let client_topics = naming::input_topics(event_id, &identity.service)
-            .into_iter()
-            .filter(|t| t.from == naming::CLIENT)
-            .map(|t| t.to_string())
-            .collect();
+        let input_topics = naming::input_topics(event_id, &identity.service);
+        let client_topics = input_topics.iter().filter(|t| t.from == naming::CLIENT).map(|t| t.to_string()).collect();
+        let inputs: HashMap<String, String> = input_topics.into_iter().map(|t| (t.to_string(), t.action)).collect();
         let topics: Vec<&str> = inputs.keys().map(String::as_str).collect();
         consumer.subscribe(&topics)?;
 

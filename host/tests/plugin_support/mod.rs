@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use turnstile::naming::{self, CLIENT, TopicName};
 use turnstile::plugin::{
-    EngineSettings, HandleError, LoadedPlugin, MemoryState, Message, PluginEngine, PluginInstance,
+    EngineSettings, HandleError, LoadedPlugin, MemoryState, Message, PluginEngine, PluginInstance, StateAccess,
 };
 use turnstile::routing::Router;
 
@@ -75,6 +75,33 @@ pub fn message<'a>(
         event_id: topic.event_id,
         action: &topic.action,
     }
+}
+
+/// Hands `payload` to an instance of the `misbehave` plugin as the record
+/// at `offset` of its (nominal) input topic.
+pub fn send_misbehave<S: StateAccess>(
+    instance: &mut PluginInstance<S>,
+    offset: i64,
+    payload: &str,
+) -> Result<Vec<turnstile::plugin::Output>, HandleError> {
+    let topic = TopicName::flow(1, "misbehave", "client", "misbehave");
+    let text = topic.to_string();
+    instance.handle(&Message {
+        topic: &text,
+        partition: 0,
+        offset,
+        key: None,
+        payload: payload.as_bytes(),
+        headers: &[],
+        timestamp: None,
+        event_id: 1,
+        action: &topic.action,
+    })
+}
+
+/// The `misbehave` plugin's echo counter in `state`.
+pub fn misbehave_count(state: &MemoryState) -> Option<String> {
+    state.map.get(&b"count"[..]).map(|v| String::from_utf8_lossy(v).into_owned())
 }
 
 /// A record waiting in a topic partition.
