@@ -156,8 +156,8 @@ pub fn topics() -> BTreeMap<String, i32> {
 
 /// Every consumer group on the broker with its member count.
 pub fn groups() -> BTreeMap<String, usize> {
-    let list = plain_consumer().fetch_group_list(None, TIMEOUT).expect("list groups");
-    list.groups().iter().map(|g| (g.name().to_owned(), g.members().len())).collect()
+    let groups = cluster().groups().expect("describe consumer groups");
+    groups.into_iter().map(|g| (g.name, g.members.len())).collect()
 }
 
 /// The ids of every event with a topic or group on the broker.
@@ -497,22 +497,9 @@ pub fn provision_with_chart(event_id: u64, partitions: i32, chart_json: &str) ->
 /// the group is `Stable`.
 pub fn stable_members(event_id: u64, service: &str) -> Option<Vec<turnstile::admin::GroupMember>> {
     let group = naming::consumer_group(event_id, service);
-    let list = plain_consumer().fetch_group_list(Some(&group), TIMEOUT).ok()?;
-    let g = list.groups().first()?;
-    if g.state() != "Stable" {
-        return None;
-    }
-    Some(
-        g.members()
-            .iter()
-            .map(|m| turnstile::admin::GroupMember {
-                member_id: m.id().to_owned(),
-                client_id: m.client_id().to_owned(),
-                host: m.client_host().to_owned(),
-                assignment: m.assignment().and_then(turnstile::admin::parse_assignment).unwrap_or_default(),
-            })
-            .collect(),
-    )
+    let described = cluster().describe_groups(&[group]).ok()?;
+    let g = described.into_iter().next()?;
+    (g.state == "Stable").then_some(g.members)
 }
 
 /// Waits (up to `timeout`) until the service's group is stable with exactly

@@ -51,8 +51,7 @@ pub struct GroupMember {
     pub member_id: String,
     pub client_id: String,
     pub host: String,
-    /// `(topic, partition)` pairs; empty when the assignment is not in the
-    /// classic consumer protocol format.
+    /// The `(topic, partition)` pairs the member holds now.
     pub assignment: Vec<(String, i32)>,
 }
 
@@ -133,30 +132,22 @@ impl Cluster {
             .collect())
     }
 
-    /// Every consumer group with its state and members.
+    /// Every consumer group with its state and members, classic groups and
+    /// Kafka 4 consumer-protocol groups alike (see [`super::groups`]).
     pub fn groups(&self) -> Result<Vec<GroupSummary>, AdminError> {
         let list = self
             .consumer
             .fetch_group_list(None, self.timeout)
             .map_err(|source| AdminError::Kafka { op: "listing consumer groups", source })?;
-        let mut groups: Vec<GroupSummary> = list
-            .groups()
-            .iter()
-            .map(|g| GroupSummary {
-                name: g.name().to_owned(),
-                state: g.state().to_owned(),
-                members: g
-                    .members()
-                    .iter()
-                    .map(|m| GroupMember {
-                        member_id: m.id().to_owned(),
-                        client_id: m.client_id().to_owned(),
-                        host: m.client_host().to_owned(),
-                        assignment: m.assignment().and_then(parse_assignment).unwrap_or_default(),
-                    })
-                    .collect(),
-            })
-            .collect();
+        let names: Vec<String> = list.groups().iter().map(|g| g.name().to_owned()).collect();
+        self.describe_groups(&names)
+    }
+
+    /// The named consumer groups with their states and members; a group the
+    /// cluster does not know is `Dead` with no members.
+    pub fn describe_groups(&self, names: &[String]) -> Result<Vec<GroupSummary>, AdminError> {
+        let mut groups = super::groups::describe(self.consumer.client(), names, self.timeout)
+            .map_err(|source| AdminError::Describe { source })?;
         groups.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(groups)
     }
@@ -263,69 +254,4 @@ fn base_config(bootstrap: &str, timeout_ms: u64) -> ClientConfig {
         .set("socket.connection.setup.timeout.ms", &socket_ms)
         .set("allow.auto.create.topics", "false");
     config
-}
-
-/// Decodes a member assignment in the classic consumer protocol:
-/// `version: i16, [topic: string16, [partition: i32]], user_data: bytes`.
-pub fn parse_assignment(bytes: &[u8]) -> Option<Vec<(String, i32)>> {
-    let mut r = Reader(bytes);
-    let _version = r.i16()?;
-    let topics = r.i32()?;
-    let mut out = Vec::new();
-    for _ in 0..topics.max(0) {
-        let len = usize::try_from(r.i16()?).ok()?;
-        let topic = String::from_utf8(r.take(len)?.to_vec()).ok()?;
-        let partitions = r.i32()?;
-        for _ in 0..partitions.max(0) {
-            out.push((topic.clone(), r.i32()?));
-        }
-    }
-    Some(out)
-}
-
-struct Reader<'a>(&'a [u8]);
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
-        if self.0.len() < n {
-            return None;
-        }
-        let (head, tail) = self.0.split_at(n);
-        self.0 = tail;
-        Some(head)
-    }
-
-    fn i16(&mut self) -> Option<i16> {
-        self.take(2).map(|b| i16::from_be_bytes([b[0], b[1]]))
-    }
-
-    fn i32(&mut self) -> Option<i32> {
-        self.take(4).map(|b| i32::from_be_bytes([b[0], b[1], b[2], b[3]]))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn assignment_decodes_the_classic_protocol() {
-        let mut bytes = vec![0, 1, 0, 0, 0, 2];
-        for (topic, parts) in [("a", &[0i32, 3][..]), ("bb", &[7i32][..])] {
-            bytes.extend_from_slice(&(topic.len() as i16).to_be_bytes());
-            bytes.extend_from_slice(topic.as_bytes());
-            bytes.extend_from_slice(&(parts.len() as i32).to_be_bytes());
-            for p in parts {
-                bytes.extend_from_slice(&p.to_be_bytes());
-            }
-        }
-        bytes.extend_from_slice(&[0xff, 0xff, 0xff, 0xff]);
-        assert_eq!(parse_assignment(&bytes), Some(vec![("a".into(), 0), ("a".into(), 3), ("bb".into(), 7)]));
-    }
-
-    #[test]
-    fn truncated_assignment_is_none() {
-        assert_eq!(parse_assignment(&[0, 1, 0, 0, 0, 1, 0, 5, b'a']), None);
-        assert_eq!(parse_assignment(&[]), None);
-    }
 }

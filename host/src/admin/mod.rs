@@ -4,12 +4,14 @@
 //! one job each and return plain reports the command line prints.
 
 mod client;
+mod groups;
 pub mod provision;
 pub mod reset;
 pub mod status;
 mod table;
 
-pub use client::{Cluster, GroupMember, GroupSummary, parse_assignment};
+pub use client::{Cluster, GroupMember, GroupSummary};
+pub use groups::DescribeError;
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 
@@ -66,6 +68,12 @@ pub enum AdminError {
     /// Created topics did not show up in the metadata in time.
     #[error("topics not ready within {timeout_ms} ms: {}", .topics.join(", "))]
     NotReady { topics: Vec<String>, timeout_ms: u64 },
+    /// Consumer groups could not be described.
+    #[error("describing consumer groups")]
+    Describe {
+        #[source]
+        source: groups::DescribeError,
+    },
     /// The async runtime that drives admin requests could not start.
     #[error("starting the admin runtime: {0}")]
     Runtime(#[source] std::io::Error),

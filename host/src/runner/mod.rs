@@ -222,6 +222,8 @@ impl Runner {
             fatal: None,
             plugin_stale: false,
             restoring: Default::default(),
+            held: Default::default(),
+            input_count: naming::input_topics(event_id, &identity.service).len(),
         }));
         let context = RunnerContext { shared: shared.clone() };
         let consumer: BaseConsumer<RunnerContext> = ClientConfig::new()
@@ -232,14 +234,18 @@ impl Runner {
             .set("enable.auto.offset.store", "false")
             .set("isolation.level", "read_committed")
             .set("auto.offset.reset", "earliest")
-            // Range assignment gives partition p of every input topic to one
-            // instance, because all of an event's topics have the same count.
-            .set("partition.assignment.strategy", "range")
+            // Kafka 4's consumer group protocol (KIP-848): rebalances are
+            // incremental, so partitions that stay keep flowing, and the
+            // broker's range assignor gives partition p of every input topic
+            // to one member (all of an event's topics have the same count).
+            // The rebalance hooks check that co-location rather than trust it.
+            // Session and heartbeat timing are the broker's
+            // (`group.consumer.session.timeout.ms`, default 45 s).
+            .set("group.protocol", "consumer")
+            .set("group.remote.assignor", "range")
             .set("fetch.min.bytes", config.runner.fetch_min_bytes.to_string())
             .set("fetch.wait.max.ms", config.runner.fetch_wait_max_ms.to_string())
-            .set("session.timeout.ms", "10000")
             .set("max.poll.interval.ms", config.runner.max_poll_interval_ms.to_string())
-            .set("heartbeat.interval.ms", "1000")
             .create_with_context(context)?;
         let input_topics = naming::input_topics(event_id, &identity.service);
         let client_topics = input_topics.iter().filter(|t| t.from == naming::CLIENT).map(|t| t.to_string()).collect();
@@ -343,10 +349,10 @@ impl Runner {
                     if let Some(reason) = lock(&w.shared).fatal.take() {
                         return Err(RunnerError::Rebalance(reason));
                     }
-                    if lock(&w.shared).restoring.contains(&message.partition()) {
+                    if !lock(&w.shared).ready(message.partition()) {
                         // Paused partitions deliver nothing new, but a fetch
                         // may have been in flight: put it back, never handle
-                        // it against state that is not restored.
+                        // it against state that is not restored or not held.
                         let offset = rdkafka::Offset::Offset(message.offset());
                         let (topic, partition) = (message.topic().to_owned(), message.partition());
                         drop(message);

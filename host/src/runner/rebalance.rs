@@ -1,13 +1,21 @@
 //! Consumer-group rebalances: commit before partitions go; pause partitions
 //! that come until the poll loop has restored their state.
 //!
+//! Services join with Kafka 4's consumer group protocol, so a rebalance is
+//! incremental: only partitions that move are revoked and assigned, and the
+//! others keep flowing. The broker's `range` assignor gives partition p of
+//! every input topic to one member, but a member reconciles its assignment
+//! step by step, so this module never trusts it: state partition p is
+//! restored and handled only while the instance holds p of *every* input
+//! topic ("complete"); a partition held without its co-partitions stays
+//! paused and owns no state.
+//!
 //! librdkafka calls these hooks from inside `poll` on the runner's own
 //! thread, so the runner never holds the shared lock across `poll`. The
 //! restore itself runs in the poll loop (`runner::Runner::serve`), not here:
-//! the consumer keeps polling meanwhile, and partitions that were not moved
-//! keep flowing.
+//! the consumer keeps polling meanwhile.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
@@ -25,9 +33,26 @@ pub struct Shared {
     /// Set when partitions were revoked: the loop replaces the plugin
     /// instance, so no guest global outlives the state it came from.
     pub plugin_stale: bool,
-    /// Assigned partitions whose state is not restored yet; paused on every
+    /// Complete partitions whose state is not restored yet; paused on every
     /// input topic until it is.
     pub restoring: BTreeSet<i32>,
+    /// The input topics of each partition number this instance holds now.
+    pub held: BTreeMap<i32, BTreeSet<String>>,
+    /// How many input topics the service has.
+    pub input_count: usize,
+}
+
+impl Shared {
+    /// Whether the instance holds partition `p` of every input topic.
+    pub fn complete(&self, p: i32) -> bool {
+        self.held.get(&p).is_some_and(|topics| topics.len() == self.input_count)
+    }
+
+    /// Whether records of partition `p` may be handled now: complete and
+    /// restored.
+    pub fn ready(&self, p: i32) -> bool {
+        self.complete(p) && !self.restoring.contains(&p)
+    }
 }
 
 /// The runner's consumer context.
@@ -45,27 +70,35 @@ fn partitions_of(tpl: &TopicPartitionList) -> BTreeSet<i32> {
     tpl.elements().iter().map(|e| e.partition()).collect()
 }
 
+fn pairs_of(tpl: &TopicPartitionList) -> Vec<(String, i32)> {
+    tpl.elements().iter().map(|e| (e.topic().to_owned(), e.partition())).collect()
+}
+
 impl ClientContext for RunnerContext {}
 
 impl ConsumerContext for RunnerContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         let revoked = match rebalance {
-            Rebalance::Revoke(tpl) => Some(partitions_of(tpl)),
+            Rebalance::Revoke(tpl) => pairs_of(tpl),
             Rebalance::Assign(_) => return,
-            // rust-rdkafka unassigns everything after an error: treat it as a
-            // lost assignment, so no state outlives the partitions it belongs to.
             Rebalance::Error(err) => {
-                tracing::warn!(error = %err, "rebalance error; dropping the assignment and its state");
-                None
+                // rust-rdkafka then unassigns what it was given, which may not
+                // be everything: rebuild the consumer rather than guess what
+                // is still held.
+                tracing::error!(error = %err, "rebalance error; rejoining with a new consumer");
+                let mut shared = lock(&self.shared);
+                shared.fatal = Some(format!("rebalance error: {err}"));
+                shared.plugin_stale = true;
+                return;
             }
         };
         let mut shared = lock(&self.shared);
-        let Shared { txn, state, fatal, plugin_stale, restoring } = &mut *shared;
+        let Shared { txn, state, fatal, plugin_stale, restoring, held, .. } = &mut *shared;
         *plugin_stale = true;
         let mut state = lock(state);
         if txn.is_open() {
             // A poisoned transaction holds part of a message: never commit it.
-            let lost = revoked.is_none() || consumer.assignment_lost() || txn.is_poisoned();
+            let lost = consumer.assignment_lost() || txn.is_poisoned();
             let outcome = match (lost, consumer.group_metadata()) {
                 (false, Some(group)) => txn.commit(&mut state, &group).map(|()| "committed"),
                 _ => txn.abort(&mut state).map(|_| "aborted"),
@@ -82,27 +115,36 @@ impl ConsumerContext for RunnerContext {
                 }
             }
         }
-        match revoked {
-            Some(revoked) => {
-                for p in &revoked {
-                    state.remove(*p);
-                    restoring.remove(p);
+        let mut orphans = TopicPartitionList::new();
+        for (topic, p) in &revoked {
+            if let Some(topics) = held.get_mut(p) {
+                topics.remove(topic);
+                if topics.is_empty() {
+                    held.remove(p);
                 }
-                tracing::info!(partitions = ?revoked, "partitions revoked");
             }
-            None => {
-                state.clear();
-                restoring.clear();
+            // The state of p goes with the first of its topics to go.
+            state.remove(*p);
+            restoring.remove(p);
+        }
+        for p in revoked.iter().map(|(_, p)| *p).collect::<BTreeSet<_>>() {
+            for topic in held.get(&p).into_iter().flatten() {
+                orphans.add_partition(topic, p);
+            }
+        }
+        tracing::info!(partitions = ?revoked, "partitions revoked");
+        if orphans.count() > 0 {
+            tracing::warn!(partitions = ?pairs_of(&orphans), "kept partitions whose co-partitions were revoked; paused until they return");
+            if let Err(err) = consumer.pause(&orphans) {
+                tracing::error!(error = %err, "cannot pause partitions left without their co-partitions");
+                *fatal = Some(format!("cannot pause partitions left without their co-partitions: {err}"));
             }
         }
     }
 
     fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         let Rebalance::Assign(tpl) = rebalance else { return };
-        // Always from the changelog: another member may have moved a
-        // partition on since this instance last owned it.
-        let assigned = partitions_of(tpl);
-        if assigned.is_empty() {
+        if tpl.count() == 0 {
             return;
         }
         if let Err(err) = consumer.pause(tpl) {
@@ -111,7 +153,20 @@ impl ConsumerContext for RunnerContext {
             lock(&self.shared).fatal = Some(format!("cannot pause newly assigned partitions: {err}"));
             return;
         }
-        tracing::info!(partitions = ?assigned, "partitions assigned; paused until their state is restored");
-        lock(&self.shared).restoring.extend(assigned);
+        let mut shared = lock(&self.shared);
+        for (topic, p) in pairs_of(tpl) {
+            shared.held.entry(p).or_default().insert(topic);
+        }
+        // Always from the changelog: another member may have moved a
+        // partition on since this instance last owned it.
+        let (complete, waiting): (BTreeSet<i32>, BTreeSet<i32>) =
+            partitions_of(tpl).into_iter().partition(|p| shared.complete(*p));
+        if !waiting.is_empty() {
+            tracing::info!(partitions = ?waiting, "partitions assigned without all their co-partitions; paused until those arrive");
+        }
+        if !complete.is_empty() {
+            tracing::info!(partitions = ?complete, "partitions assigned; paused until their state is restored");
+            shared.restoring.extend(complete);
+        }
     }
 }
