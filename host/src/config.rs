@@ -162,6 +162,8 @@ pub struct PluginConfig {
     pub max_table_elements: u64,
     /// Largest component file accepted by deploy and load.
     pub max_component_bytes: u64,
+    /// Longest a component may take to compile at deploy, load or reload.
+    pub max_compile_ms: u64,
 }
 
 impl Default for KafkaConfig {
@@ -249,6 +251,7 @@ impl Default for PluginConfig {
             max_manifest_actions: 32,
             max_table_elements: 100_000,
             max_component_bytes: 32 << 20,
+            max_compile_ms: 60_000,
         }
     }
 }
@@ -500,6 +503,7 @@ impl Config {
         check_range("plugin.max_manifest_actions", w.max_manifest_actions as i64, 1, 10_000)?;
         check_range("plugin.max_table_elements", w.max_table_elements as i64, 1, 100_000_000)?;
         check_range("plugin.max_component_bytes", w.max_component_bytes as i64, 1_024, 1 << 30)?;
+        check_range("plugin.max_compile_ms", w.max_compile_ms as i64, 1, 3_600_000)?;
         // A slow message must finish inside its transaction, or the broker
         // aborts the transaction under it and the message replays forever.
         let worst = self.worst_case_message_ms();

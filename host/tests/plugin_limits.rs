@@ -89,3 +89,18 @@ fn a_manifest_or_component_over_the_limits_is_refused() {
     let err = engine.load_bytes(&bytes).unwrap_err().to_string();
     assert!(err.contains("plugin.max_manifest_string_bytes"), "{err}");
 }
+
+#[test]
+fn a_compile_over_its_time_limit_is_refused() {
+    let bytes = std::fs::read(wasm_path("misbehave")).expect("read misbehave");
+    // No cache, so the component really compiles; no real plugin compiles in 1 µs.
+    let limits = PluginLimits { max_compile: std::time::Duration::from_micros(1), ..PluginLimits::default() };
+    let engine = PluginEngine::new(turnstile::plugin::EngineSettings { limits, cache_dir: None, ..test_settings() })
+        .expect("engine");
+    let err = engine.load_bytes(&bytes).unwrap_err().to_string();
+    assert!(err.contains("plugin.max_compile_ms"), "{err}");
+
+    let engine =
+        PluginEngine::new(turnstile::plugin::EngineSettings { cache_dir: None, ..test_settings() }).expect("engine");
+    engine.load_bytes(&bytes).expect("the default limit leaves room for a real compile");
+}

@@ -25,6 +25,9 @@ pub enum PluginError {
          (or wrap it with `wasm-tools component new`)"
     )]
     CoreModule,
+    /// Compiling took longer than `plugin.max_compile_ms`.
+    #[error("compiling the component took longer than plugin.max_compile_ms ({limit_ms} ms)")]
+    CompileTimeout { limit_ms: u64 },
     /// The component failed to validate or compile.
     #[error("cannot compile the component: {0}")]
     Compile(String),

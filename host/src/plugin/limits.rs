@@ -32,6 +32,8 @@ pub struct PluginLimits {
     pub max_table_elements: usize,
     /// Largest component accepted at deploy and load.
     pub max_component_bytes: usize,
+    /// Longest compile accepted at deploy, load and reload.
+    pub max_compile: std::time::Duration,
 }
 
 impl Default for PluginLimits {
@@ -56,6 +58,7 @@ impl PluginLimits {
             max_manifest_actions: size(c.max_manifest_actions),
             max_table_elements: size(c.max_table_elements),
             max_component_bytes: size(c.max_component_bytes),
+            max_compile: std::time::Duration::from_millis(c.max_compile_ms),
         }
     }
 }

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, HasSelf, Linker};
@@ -117,9 +117,7 @@ impl PluginEngine {
         let from_cache = cached.is_some();
         let component = match cached {
             Some(component) => component,
-            None => {
-                Component::from_binary(&engine.engine, bytes).map_err(|e| PluginError::Compile(format!("{e:#}")))?
-            }
+            None => compile(&engine.engine, bytes, engine.settings.limits.max_compile)?,
         };
         validate::check_component(&engine.engine, &component)?;
         let pre = pre_for::<MemoryState>(engine, &component)?;
@@ -147,6 +145,33 @@ impl PluginEngine {
                 from_cache,
             }),
         })
+    }
+}
+
+/// Compiles on a thread of its own, waiting at most `limit`. Cranelift
+/// cannot be interrupted, so a compile over the limit is abandoned: it
+/// finishes in the background (its cost bounded by
+/// `plugin.max_component_bytes`) and is dropped, while the caller refuses
+/// the plugin at once and a running host keeps its old one.
+fn compile(engine: &wasmtime::Engine, bytes: &[u8], limit: Duration) -> Result<Component, PluginError> {
+    let (done, result) = std::sync::mpsc::sync_channel(1);
+    let (engine, bytes) = (engine.clone(), bytes.to_vec());
+    std::thread::Builder::new()
+        .name("plugin-compile".into())
+        .spawn(move || {
+            let compiled = Component::from_binary(&engine, &bytes).map_err(|e| PluginError::Compile(format!("{e:#}")));
+            // The receiver is gone when the caller gave up waiting.
+            let _ = done.send(compiled);
+        })
+        .map_err(|e| PluginError::Compile(format!("cannot start the compiler thread: {e}")))?;
+    match result.recv_timeout(limit) {
+        Ok(compiled) => compiled,
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+            Err(PluginError::CompileTimeout { limit_ms: u64::try_from(limit.as_millis()).unwrap_or(u64::MAX) })
+        }
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+            Err(PluginError::Compile("the compiler thread stopped without an answer".into()))
+        }
     }
 }
 
