@@ -122,6 +122,16 @@ pub struct RunnerConfig {
     pub max_record_bytes: usize,
     /// Bound on restoring the state of newly assigned partitions.
     pub restore_timeout_ms: u64,
+    /// Where instances keep local checkpoints of partition state, so that a
+    /// restart reads only the changelog's tail.
+    pub checkpoint_dir: PathBuf,
+    /// How often changed partition state is checkpointed (also on revoke
+    /// and shutdown); 0 turns checkpoints off.
+    pub checkpoint_interval_ms: u64,
+    /// Checkpoints older than this are not used: compaction may have dropped
+    /// a delete written after them once the changelog's
+    /// `delete.retention.ms` (24 h by default) has passed.
+    pub checkpoint_max_age_ms: u64,
     /// A runner with input waiting that commits nothing for this long is
     /// `stalled`: it logs an error, aborts, rewinds and retries.
     pub stall_timeout_ms: u64,
@@ -224,6 +234,9 @@ impl Default for RunnerConfig {
             max_poll_interval_ms: 60_000,
             max_record_bytes: 1_000_000,
             restore_timeout_ms: 120_000,
+            checkpoint_dir: PathBuf::from(".turnstile/checkpoints"),
+            checkpoint_interval_ms: 10_000,
+            checkpoint_max_age_ms: 3_600_000,
             stall_timeout_ms: 30_000,
         }
     }
@@ -480,6 +493,9 @@ impl Config {
         // for its own framing above a record.
         check_range("runner.max_record_bytes", r.max_record_bytes as i64, 1_024, 1_000_000)?;
         check_range("runner.restore_timeout_ms", r.restore_timeout_ms as i64, 1_000, 3_600_000)?;
+        check_range("runner.checkpoint_interval_ms", r.checkpoint_interval_ms as i64, 0, 3_600_000)?;
+        // Half of the broker's default delete.retention.ms.
+        check_range("runner.checkpoint_max_age_ms", r.checkpoint_max_age_ms as i64, 1_000, 43_200_000)?;
         check_range("runner.stall_timeout_ms", r.stall_timeout_ms as i64, 1_000, 3_600_000)?;
         let budget = w.memory_limit_mib << 20;
         check_range("plugin.max_pending_state_bytes", w.max_pending_state_bytes as i64, 1, budget as i64)?;

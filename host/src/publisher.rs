@@ -7,8 +7,9 @@
 //! room instead of dropping. Delivery outcomes arrive on librdkafka's poll
 //! thread and are counted; failures are logged with topic and partition.
 
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rdkafka::ClientContext;
@@ -56,9 +57,14 @@ impl PublishStats {
     }
 }
 
-/// librdkafka context that counts and logs delivery reports.
+/// Highest delivered offset per partition.
+type DeliveredOffsets = Arc<Mutex<HashMap<i32, i64>>>;
+
+/// librdkafka context that counts and logs delivery reports, and keeps the
+/// highest delivered offset per partition of one tracked topic.
 pub struct DeliveryCounter {
     stats: Arc<PublishStats>,
+    tracked: Option<(String, DeliveredOffsets)>,
 }
 
 impl ClientContext for DeliveryCounter {}
@@ -68,8 +74,16 @@ impl ProducerContext for DeliveryCounter {
 
     fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
         match result {
-            Ok(_) => {
+            Ok(msg) => {
                 self.stats.delivered.fetch_add(1, Ordering::Relaxed);
+                if let Some((topic, offsets)) = &self.tracked {
+                    use rdkafka::Message;
+                    if msg.topic() == topic {
+                        let mut offsets = offsets.lock().unwrap_or_else(|p| p.into_inner());
+                        let highest = offsets.entry(msg.partition()).or_insert(msg.offset());
+                        *highest = (*highest).max(msg.offset());
+                    }
+                }
             }
             Err((err, msg)) => {
                 use rdkafka::Message;
@@ -117,6 +131,7 @@ pub fn producer_properties(config: &Config) -> ClientConfig {
 pub struct Publisher {
     producer: ThreadedProducer<DeliveryCounter>,
     stats: Arc<PublishStats>,
+    delivered: DeliveredOffsets,
 }
 
 impl Publisher {
@@ -127,10 +142,24 @@ impl Publisher {
 
     /// A publisher from explicit librdkafka properties.
     pub fn from_properties(properties: ClientConfig) -> Result<Self, PublishError> {
+        Self::tracking(properties, None)
+    }
+
+    /// A publisher that also remembers the highest delivered offset per
+    /// partition of `topic` (see [`take_delivered`](Self::take_delivered)).
+    pub fn tracking(properties: ClientConfig, topic: Option<&str>) -> Result<Self, PublishError> {
         let stats = Arc::new(PublishStats::default());
-        let producer =
-            properties.create_with_context(DeliveryCounter { stats: stats.clone() }).map_err(PublishError::Create)?;
-        Ok(Publisher { producer, stats })
+        let delivered = Arc::new(Mutex::new(HashMap::new()));
+        let context =
+            DeliveryCounter { stats: stats.clone(), tracked: topic.map(|t| (t.to_owned(), delivered.clone())) };
+        let producer = properties.create_with_context(context).map_err(PublishError::Create)?;
+        Ok(Publisher { producer, stats, delivered })
+    }
+
+    /// The highest delivered offset per partition of the tracked topic since
+    /// the last call.
+    pub fn take_delivered(&self) -> HashMap<i32, i64> {
+        std::mem::take(&mut *self.delivered.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
     /// Queues `payload` for `topic[partition]` under `key`; returns as soon as

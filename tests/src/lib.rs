@@ -98,6 +98,8 @@ where
     cmd.args(args)
         .env("KAFKA_BOOTSTRAP_SERVERS", bootstrap())
         .env_remove("TURNSTILE_KAFKA__BOOTSTRAP")
+        // Checkpoints are per changelog topic, so tests never share one.
+        .env("TURNSTILE_RUNNER__CHECKPOINT_DIR", std::env::temp_dir().join("turnstile-tests").join("checkpoints"))
         .stdin(std::process::Stdio::null());
     cmd
 }

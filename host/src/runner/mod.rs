@@ -32,6 +32,7 @@ use crate::publisher::{PublishError, Publisher, Record, producer_properties};
 use crate::routing::{Destination, Router};
 use crate::state::ServiceState;
 use crate::state::changelog::Restore;
+use crate::state::checkpoint::{self, CheckpointDir};
 use dlq::{DeadLetter, Failure};
 use input::{InputRecord, Placement};
 use metrics::{Metrics, MetricsSnapshot};
@@ -168,6 +169,8 @@ struct Worker {
     metrics: Arc<Metrics>,
     /// When a transaction last committed (or the runner started).
     last_commit: Instant,
+    /// When partition state was last checkpointed.
+    last_checkpoint: Instant,
     changelog_topic: String,
     /// The restore of newly assigned partitions, stepped by the poll loop.
     restore: Option<Restore>,
@@ -211,7 +214,7 @@ impl Runner {
             .set("transaction.timeout.ms", config.runner.transaction_timeout_ms.to_string())
             .set("message.timeout.ms", config.runner.transaction_timeout_ms.to_string())
             .set("client.id", format!("{}-{}", identity.service, identity.instance_id));
-        let producer = Publisher::from_properties(producer_config)?;
+        let producer = Publisher::tracking(producer_config, Some(&changelog_topic))?;
         let timeout = Duration::from_millis(config.kafka.request_timeout_ms.max(30_000));
         producer.producer().init_transactions(timeout)?;
 
@@ -224,6 +227,13 @@ impl Runner {
             restoring: Default::default(),
             held: Default::default(),
             input_count: naming::input_topics(event_id, &identity.service).len(),
+            checkpoints: (config.runner.checkpoint_interval_ms > 0).then(|| {
+                CheckpointDir::new(
+                    &config.runner.checkpoint_dir,
+                    Duration::from_millis(config.runner.checkpoint_max_age_ms),
+                )
+            }),
+            changelog_topic: changelog_topic.clone(),
         }));
         let context = RunnerContext { shared: shared.clone() };
         let consumer: BaseConsumer<RunnerContext> = ClientConfig::new()
@@ -279,6 +289,7 @@ impl Runner {
                 partitions,
                 metrics: Arc::new(Metrics::default()),
                 last_commit: Instant::now(),
+                last_checkpoint: Instant::now(),
                 changelog_topic,
                 restore: None,
                 client_topics,
@@ -416,6 +427,7 @@ impl Runner {
     fn shutdown(mut self) -> Result<MetricsSnapshot, RunnerError> {
         tracing::info!("shutting down: committing the open transaction");
         self.worker.commit(&self.consumer)?;
+        self.worker.save_checkpoints();
         // Leaving the group runs the revoke hook, which has nothing left to commit.
         self.consumer.unsubscribe();
         let _ = self.consumer.poll(Duration::from_millis(100));
@@ -763,8 +775,14 @@ impl Worker {
         if self.restore.as_ref().is_none_or(|r| r.partitions() != wanted.as_slice()) {
             let timeout = Duration::from_millis(self.config.runner.restore_timeout_ms);
             self.restore = Some(
-                Restore::start(&self.config.kafka.bootstrap, &self.changelog_topic, &wanted, timeout)
-                    .map_err(|e| RunnerError::Rebalance(e.to_string()))?,
+                Restore::start(
+                    &self.config.kafka.bootstrap,
+                    &self.changelog_topic,
+                    &wanted,
+                    timeout,
+                    lock(&self.shared).checkpoints.as_ref(),
+                )
+                .map_err(|e| RunnerError::Rebalance(e.to_string()))?,
             );
             self.write_report("restoring");
         }
@@ -793,6 +811,15 @@ impl Worker {
         tracing::info!(partitions = ?wanted, records, elapsed = ?elapsed, "state restored from changelog; partitions resumed");
         self.write_report("running");
         Ok(())
+    }
+
+    /// Checkpoints every partition whose committed state changed.
+    fn save_checkpoints(&mut self) {
+        let shared = lock(&self.shared);
+        if let Some(dir) = shared.checkpoints.as_ref() {
+            checkpoint::save(dir, &self.changelog_topic, &mut lock(&shared.state), None);
+            self.last_checkpoint = Instant::now();
+        }
     }
 
     /// A fresh plugin instance over the same (committed) state: after an
@@ -827,7 +854,7 @@ impl Worker {
             return Ok(());
         };
         let mut shared = lock(&self.shared);
-        let Shared { txn, state, .. } = &mut *shared;
+        let Shared { txn, state, checkpoints, .. } = &mut *shared;
         if !txn.is_open() {
             return Ok(());
         }
@@ -836,6 +863,11 @@ impl Worker {
             Ok(()) => {
                 Metrics::add(&self.metrics.transactions_committed, 1);
                 self.last_commit = Instant::now();
+                let interval = Duration::from_millis(self.config.runner.checkpoint_interval_ms);
+                if let Some(dir) = checkpoints.as_ref().filter(|_| self.last_checkpoint.elapsed() >= interval) {
+                    checkpoint::save(dir, &self.changelog_topic, &mut state, None);
+                    self.last_checkpoint = Instant::now();
+                }
                 Ok(())
             }
             Err(err @ (TxnError::Aborted(_) | TxnError::Poisoned)) => {

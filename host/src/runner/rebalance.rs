@@ -23,6 +23,7 @@ use rdkafka::{ClientContext, TopicPartitionList};
 
 use super::transaction::{Transaction, TxnError};
 use crate::state::ServiceState;
+use crate::state::checkpoint::{self, CheckpointDir};
 
 /// What the rebalance hooks and the runner loop share.
 pub struct Shared {
@@ -40,6 +41,9 @@ pub struct Shared {
     pub held: BTreeMap<i32, BTreeSet<String>>,
     /// How many input topics the service has.
     pub input_count: usize,
+    /// Local state checkpoints, unless turned off.
+    pub checkpoints: Option<CheckpointDir>,
+    pub changelog_topic: String,
 }
 
 impl Shared {
@@ -93,7 +97,8 @@ impl ConsumerContext for RunnerContext {
             }
         };
         let mut shared = lock(&self.shared);
-        let Shared { txn, state, fatal, plugin_stale, restoring, held, .. } = &mut *shared;
+        let Shared { txn, state, fatal, plugin_stale, restoring, held, checkpoints, changelog_topic, .. } =
+            &mut *shared;
         *plugin_stale = true;
         let mut state = lock(state);
         if txn.is_open() {
@@ -114,6 +119,12 @@ impl ConsumerContext for RunnerContext {
                     txn.take_rewind();
                 }
             }
+        }
+        // The committed layer is consistent whatever happened to the open
+        // transaction; a later owner on this machine starts from it.
+        if let Some(dir) = checkpoints.as_ref() {
+            let going: BTreeSet<i32> = revoked.iter().map(|(_, p)| *p).collect();
+            checkpoint::save(dir, changelog_topic, &mut state, Some(&going));
         }
         let mut orphans = TopicPartitionList::new();
         for (topic, p) in &revoked {

@@ -15,6 +15,7 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use crate::publisher::{PublishError, Publisher, Record};
 use crate::state::ServiceState;
+use crate::state::checkpoint::Anchor;
 
 /// How a failed transaction call must be handled.
 #[derive(Debug, thiserror::Error)]
@@ -160,8 +161,8 @@ impl Transaction {
         }
         let result = self.try_commit(state, group);
         match result {
-            Ok(()) => {
-                state.commit();
+            Ok(mut anchors) => {
+                state.commit(&mut anchors);
                 self.reset();
                 Ok(())
             }
@@ -177,10 +178,20 @@ impl Transaction {
         }
     }
 
-    fn try_commit(&mut self, state: &ServiceState, group: &ConsumerGroupMetadata) -> Result<(), TxnError> {
+    /// Sends the changelog records, the offsets and the commit; returns the
+    /// anchor (last changelog record) of each partition with writes.
+    fn try_commit(
+        &mut self,
+        state: &ServiceState,
+        group: &ConsumerGroupMetadata,
+    ) -> Result<HashMap<i32, Anchor>, TxnError> {
+        // Records of earlier, aborted transactions must not anchor this one.
+        self.producer.take_delivered();
+        let mut last = HashMap::new();
         for (partition, pstate) in state.partitions() {
             for (key, value) in pstate.transaction_writes() {
                 self.producer.send_raw(&self.changelog_topic, partition, key, value)?;
+                last.insert(partition, (key, value));
             }
         }
         let started = Instant::now();
@@ -208,7 +219,14 @@ impl Transaction {
             commit = ?offsets_sent.elapsed(),
             "transaction commit"
         );
-        result
+        result?;
+        // One producer writes a partition in order, so the highest offset
+        // delivered is the last record sent to it.
+        let delivered = self.producer.take_delivered();
+        Ok(last
+            .into_iter()
+            .filter_map(|(p, (key, value))| delivered.get(&p).map(|&offset| (p, Anchor::of(offset, key, value))))
+            .collect())
     }
 
     /// Aborts the open transaction and forgets its state writes. Returns the

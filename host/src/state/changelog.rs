@@ -16,6 +16,7 @@ use rdkafka::message::Message;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
 use super::PartitionState;
+use super::checkpoint::{Anchor, CheckpointDir, digest};
 
 /// Why state could not be restored.
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +44,18 @@ impl ClientContext for QuietEof {
 }
 
 impl rdkafka::consumer::ConsumerContext for QuietEof {}
+
+/// A `read_committed` reader of a changelog that reports partition ends.
+fn reader(bootstrap: &str, topic: &str) -> Result<BaseConsumer<QuietEof>, KafkaError> {
+    ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", format!("{topic}-restore"))
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .set("enable.partition.eof", "true")
+        .set("auto.offset.reset", "earliest")
+        .create_with_context(QuietEof)
+}
 
 /// The high watermarks of `partitions`, as a `read_uncommitted` client sees
 /// them (the true end of the log, open transactions included).
@@ -83,8 +96,9 @@ pub fn restore(
     topic: &str,
     partitions: &[i32],
     timeout: Duration,
+    checkpoints: Option<&CheckpointDir>,
 ) -> Result<HashMap<i32, PartitionState>, RestoreError> {
-    let mut restore = Restore::start(bootstrap, topic, partitions, timeout)?;
+    let mut restore = Restore::start(bootstrap, topic, partitions, timeout, checkpoints)?;
     loop {
         if let Some(states) = restore.step(Duration::from_millis(500))? {
             return Ok(states);
@@ -103,6 +117,13 @@ pub struct Restore {
     targets: Option<HashMap<i32, i64>>,
     pending: HashSet<i32>,
     states: HashMap<i32, HashMap<Vec<u8>, Vec<u8>>>,
+    /// The last record each state includes so far.
+    anchors: HashMap<i32, Anchor>,
+    /// Partitions started from a checkpoint whose anchor record has not
+    /// been read back yet: the first record read must be it.
+    unconfirmed: HashMap<i32, Anchor>,
+    /// Partitions whose checkpoint was confirmed.
+    from_checkpoint: Vec<i32>,
     records: u64,
     started: Instant,
     deadline: Instant,
@@ -115,20 +136,30 @@ impl Restore {
     /// restore; an open transaction of a dead instance holds the end back
     /// until the broker aborts it (`transaction.timeout.ms`), so it must
     /// exceed that.
-    pub fn start(bootstrap: &str, topic: &str, partitions: &[i32], timeout: Duration) -> Result<Self, RestoreError> {
+    /// With `checkpoints`, a partition with a usable local checkpoint starts
+    /// from it and reads only the tail (see [`super::checkpoint`]).
+    pub fn start(
+        bootstrap: &str,
+        topic: &str,
+        partitions: &[i32],
+        timeout: Duration,
+        checkpoints: Option<&CheckpointDir>,
+    ) -> Result<Self, RestoreError> {
         let kafka = |source| RestoreError::Kafka { topic: topic.to_owned(), source };
-        let consumer: BaseConsumer<QuietEof> = ClientConfig::new()
-            .set("bootstrap.servers", bootstrap)
-            .set("group.id", format!("{topic}-restore"))
-            .set("enable.auto.commit", "false")
-            .set("isolation.level", "read_committed")
-            .set("enable.partition.eof", "true")
-            .set("auto.offset.reset", "earliest")
-            .create_with_context(QuietEof)
-            .map_err(kafka)?;
+        let consumer = reader(bootstrap, topic).map_err(kafka)?;
         let mut tpl = TopicPartitionList::new();
+        let mut states: HashMap<i32, HashMap<Vec<u8>, Vec<u8>>> =
+            partitions.iter().map(|&p| (p, HashMap::new())).collect();
+        let mut unconfirmed = HashMap::new();
         for &p in partitions {
-            tpl.add_partition_offset(topic, p, Offset::Beginning).map_err(kafka)?;
+            match checkpoints.and_then(|c| c.read(topic, p)) {
+                Some(checkpoint) => {
+                    tpl.add_partition_offset(topic, p, Offset::Offset(checkpoint.anchor.offset)).map_err(kafka)?;
+                    states.insert(p, checkpoint.entries);
+                    unconfirmed.insert(p, checkpoint.anchor);
+                }
+                None => tpl.add_partition_offset(topic, p, Offset::Beginning).map_err(kafka)?,
+            }
         }
         if !partitions.is_empty() {
             consumer.assign(&tpl).map_err(kafka)?;
@@ -141,7 +172,10 @@ impl Restore {
             bootstrap: bootstrap.to_owned(),
             targets: None,
             pending: partitions.iter().copied().collect(),
-            states: partitions.iter().map(|&p| (p, HashMap::new())).collect(),
+            states,
+            anchors: unconfirmed.clone(),
+            unconfirmed,
+            from_checkpoint: Vec::new(),
             records: 0,
             started: now,
             deadline: now + timeout,
@@ -166,6 +200,19 @@ impl Restore {
         }
         match high_watermarks(&self.bootstrap, &self.topic, &self.partitions, budget) {
             Ok(targets) => {
+                let short: Vec<i32> = targets
+                    .iter()
+                    .filter(|(p, high)| self.unconfirmed.get(p).is_some_and(|a| a.offset >= **high))
+                    .map(|(p, _)| *p)
+                    .collect();
+                // A log that ends at or before the anchor is not the log the
+                // checkpoint was taken from.
+                for &p in &short {
+                    self.discard_checkpoint(p, "the changelog ends before its anchor");
+                }
+                if !short.is_empty() {
+                    self.restart_reading()?;
+                }
                 self.pending.retain(|p| targets.get(p).is_some_and(|&high| high > 0));
                 self.targets = Some(targets);
                 Ok(true)
@@ -208,12 +255,29 @@ impl Restore {
                     std::thread::sleep(Duration::from_millis(50));
                 }
                 Some(Ok(record)) => {
-                    let Some(state) = self.states.get_mut(&record.partition()) else { continue };
+                    let p = record.partition();
+                    let key = record.key().unwrap_or_default();
+                    if let Some(anchor) = self.unconfirmed.remove(&p) {
+                        let confirmed =
+                            record.offset() == anchor.offset && digest(key, record.payload()) == anchor.digest;
+                        // Before the reader may be replaced: dropping a client
+                        // waits for every message it handed out.
+                        drop(record);
+                        if confirmed {
+                            // The checkpoint includes this record already.
+                            self.from_checkpoint.push(p);
+                        } else {
+                            self.discard_checkpoint(p, "its anchor record is not in the changelog");
+                            self.restart_reading()?;
+                        }
+                        continue;
+                    }
+                    let Some(state) = self.states.get_mut(&p) else { continue };
                     self.records += 1;
-                    let key = record.key().unwrap_or_default().to_vec();
+                    self.anchors.insert(p, Anchor::of(record.offset(), key, record.payload()));
                     match record.payload() {
-                        Some(value) => state.insert(key, value.to_vec()),
-                        None => state.remove(&key),
+                        Some(value) => state.insert(key.to_vec(), value.to_vec()),
+                        None => state.remove(key),
                     };
                 }
             }
@@ -222,15 +286,70 @@ impl Restore {
             // is read.
             let Ok(positions) = self.consumer.position() else { continue };
             let (topic, targets) = (&self.topic, &self.targets);
+            let mut unanchored = Vec::new();
             self.pending.retain(|p| match positions.find_partition(topic, *p).map(|e| e.offset()) {
                 Some(Offset::Offset(position)) => {
-                    targets.as_ref().and_then(|t| t.get(p)).is_none_or(|&end| position < end)
+                    let reading = targets.as_ref().and_then(|t| t.get(p)).is_none_or(|&end| position < end);
+                    if !reading && self.unconfirmed.contains_key(p) {
+                        // At the end without having seen the anchor record
+                        // (compacted away, or an aborted record now).
+                        unanchored.push(*p);
+                    }
+                    reading || self.unconfirmed.contains_key(p)
                 }
                 _ => true,
             });
+            for &p in &unanchored {
+                self.discard_checkpoint(p, "its anchor record is not in the changelog");
+            }
+            if !unanchored.is_empty() {
+                self.restart_reading()?;
+            }
+        }
+        if !self.from_checkpoint.is_empty() {
+            self.from_checkpoint.sort_unstable();
+            tracing::info!(topic = %self.topic, partitions = ?self.from_checkpoint, tail_records = self.records, "state restored from local checkpoints and the changelog tail");
         }
         let states = std::mem::take(&mut self.states);
-        Ok(Some(states.into_iter().map(|(p, entries)| (p, PartitionState::from_committed(entries))).collect()))
+        let mut anchors = std::mem::take(&mut self.anchors);
+        Ok(Some(
+            states
+                .into_iter()
+                .map(|(p, entries)| (p, PartitionState::from_committed(entries, anchors.remove(&p))))
+                .collect(),
+        ))
+    }
+
+    /// Forgets partition `p`'s checkpoint; the caller then restarts reading.
+    fn discard_checkpoint(&mut self, p: i32, reason: &str) {
+        tracing::warn!(topic = %self.topic, partition = p, reason, "local state checkpoint discarded; reading the changelog from the beginning");
+        self.unconfirmed.remove(&p);
+    }
+
+    /// Reads every pending partition again with a fresh reader: from its
+    /// checkpoint's anchor while that is unconfirmed, otherwise from the
+    /// beginning with empty state. A fresh reader rather than a seek, so no
+    /// position of the old read can make a partition look finished.
+    fn restart_reading(&mut self) -> Result<(), RestoreError> {
+        let kafka = |source| RestoreError::Kafka { topic: self.topic.clone(), source };
+        let mut tpl = TopicPartitionList::new();
+        for &p in &self.pending {
+            match self.unconfirmed.get(&p) {
+                Some(anchor) => tpl.add_partition_offset(&self.topic, p, Offset::Offset(anchor.offset)),
+                None => {
+                    self.states.entry(p).or_default().clear();
+                    self.anchors.remove(&p);
+                    self.from_checkpoint.retain(|&q| q != p);
+                    tpl.add_partition_offset(&self.topic, p, Offset::Beginning)
+                }
+            }
+            .map_err(kafka)?;
+        }
+        self.consumer = reader(&self.bootstrap, &self.topic).map_err(kafka)?;
+        if tpl.count() > 0 {
+            self.consumer.assign(&tpl).map_err(kafka)?;
+        }
+        Ok(())
     }
 
     /// How long the restore has been running.

@@ -9,10 +9,15 @@
 //!   message fails (a trap half-way through a handler leaves no trace).
 
 pub mod changelog;
+pub mod checkpoint;
 
 use std::collections::HashMap;
 
 use crate::plugin::StateAccess;
+use checkpoint::Anchor;
+
+/// Committed entries of one partition.
+pub type Entries = HashMap<Vec<u8>, Vec<u8>>;
 
 /// A key's pending value: `None` is a delete.
 type Pending = HashMap<Vec<u8>, Option<Vec<u8>>>;
@@ -23,12 +28,30 @@ pub struct PartitionState {
     committed: HashMap<Vec<u8>, Vec<u8>>,
     transaction: Pending,
     message: Pending,
+    /// The last changelog record the committed layer includes, when known
+    /// (`None` for an empty changelog, or after a commit whose offsets were
+    /// not reported): what a checkpoint of it is verified against.
+    anchor: Option<Anchor>,
+    /// Whether the committed layer as of `anchor` is on disk already.
+    checkpointed: bool,
 }
 
 impl PartitionState {
-    /// A partition state whose committed layer is `entries`.
-    pub fn from_committed(entries: HashMap<Vec<u8>, Vec<u8>>) -> Self {
-        PartitionState { committed: entries, ..Default::default() }
+    /// A partition state whose committed layer is `entries`, as of the
+    /// changelog record `anchor`.
+    pub fn from_committed(entries: HashMap<Vec<u8>, Vec<u8>>, anchor: Option<Anchor>) -> Self {
+        PartitionState { committed: entries, anchor, ..Default::default() }
+    }
+
+    /// The committed layer and its anchor, if it has changed since it was
+    /// last checkpointed (then marks it checkpointed).
+    pub fn take_checkpoint(&mut self) -> Option<(&Anchor, &Entries)> {
+        if self.checkpointed {
+            return None;
+        }
+        let anchor = self.anchor.as_ref()?;
+        self.checkpointed = true;
+        Some((anchor, &self.committed))
     }
 
     fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
@@ -48,8 +71,14 @@ impl PartitionState {
         self.transaction.iter().map(|(k, v)| (k.as_slice(), v.as_deref()))
     }
 
-    /// Makes the transaction's writes the committed state.
-    fn commit(&mut self) {
+    /// Makes the transaction's writes the committed state; `anchor` is the
+    /// last changelog record they were written as.
+    fn commit(&mut self, anchor: Option<Anchor>) {
+        if self.transaction.is_empty() {
+            return;
+        }
+        self.anchor = anchor;
+        self.checkpointed = false;
         for (key, value) in self.transaction.drain() {
             match value {
                 Some(value) => self.committed.insert(key, value),
@@ -119,9 +148,17 @@ impl ServiceState {
         }
     }
 
-    /// The transaction committed.
-    pub fn commit(&mut self) {
-        self.partitions.values_mut().for_each(PartitionState::commit);
+    /// The transaction committed; `anchors` holds the last changelog record
+    /// written for each partition with writes.
+    pub fn commit(&mut self, anchors: &mut HashMap<i32, Anchor>) {
+        for (p, state) in &mut self.partitions {
+            state.commit(anchors.remove(p));
+        }
+    }
+
+    /// The partitions loaded, mutably (to checkpoint them).
+    pub fn partitions_mut(&mut self) -> impl Iterator<Item = (i32, &mut PartitionState)> {
+        self.partitions.iter_mut().map(|(p, s)| (*p, s))
     }
 
     /// The transaction aborted.
@@ -158,7 +195,7 @@ mod tests {
         s.select(3);
         s.put(b"k", b"1");
         s.accept_message();
-        s.commit();
+        s.commit(&mut HashMap::new());
         s.put(b"k", b"2");
         s.accept_message();
         assert_eq!(s.get(b"k"), Some(b"2".to_vec()));
@@ -178,7 +215,7 @@ mod tests {
         s.accept_message();
         s.select(1);
         assert_eq!(s.get(b"k"), None);
-        s.commit();
+        s.commit(&mut HashMap::new());
         s.select(0);
         assert_eq!(s.get(b"k"), Some(b"zero".to_vec()));
     }
