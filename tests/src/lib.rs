@@ -6,9 +6,11 @@
 //! - The broker: `KAFKA_BOOTSTRAP_SERVERS` (default `127.0.0.1:9092`), e.g.
 //!   from `scripts/local-kafka start`. Tests create topics only for random
 //!   event ids ([`unique_event_id`]), so reruns and parallel tests never
-//!   collide. Topic settings the binary takes from the environment (such as
-//!   `TURNSTILE_KAFKA__REPLICATION_FACTOR=3` on a 3-broker cluster) pass
-//!   through unchanged.
+//!   collide. `turnstile provision` takes the topics' replication from the
+//!   cluster (3/2 on three brokers, 1/1 on one); settings given in the
+//!   environment (`TURNSTILE_KAFKA__REPLICATION_FACTOR`, …) pass through
+//!   unchanged. A cluster is a comma-separated list; [`LocalCluster`] finds
+//!   one that `scripts/local-kafka` started (`KAFKA_BROKERS=3`).
 //! - The binary: `cargo build -p turnstile` must have run first (the test
 //!   script does it); [`turnstile_bin`] finds it next to the test executable.
 
