@@ -90,9 +90,14 @@ pub struct ProvisionArgs {
     /// Partitions per topic [default: kafka.partitions].
     #[arg(long)]
     pub partitions: Option<i32>,
-    /// Replication factor [default: kafka.replication_factor].
+    /// Replication factor [default: kafka.replication_factor, else from the
+    /// cluster: 3 on three or more brokers, 2 on two, 1 on one].
     #[arg(long)]
     pub replication: Option<i32>,
+    /// `min.insync.replicas` of the topics [default: kafka.min_insync_replicas,
+    /// else 2 for a replication factor of 3 or more, 1 below].
+    #[arg(long, value_name = "N")]
+    pub min_insync_replicas: Option<i32>,
     /// Seating chart to publish as `configure_subsection` commands.
     #[arg(long, value_name = "FILE")]
     pub seating: Option<PathBuf>,

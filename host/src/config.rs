@@ -38,10 +38,13 @@ pub struct KafkaConfig {
     pub bootstrap: String,
     /// Partitions of every event topic.
     pub partitions: i32,
-    /// Replication factor of event topics (1 locally, 3 on the compose cluster).
-    pub replication_factor: i32,
-    /// `min.insync.replicas` of event topics.
-    pub min_insync_replicas: i32,
+    /// Replication factor of event topics. Unset: `provision` takes it from
+    /// the cluster (3 on three or more brokers, 2 on two, 1 on one; see
+    /// `admin::provision::Replication`).
+    pub replication_factor: Option<i32>,
+    /// `min.insync.replicas` of event topics. Unset: 2 when the replication
+    /// factor is 3 or more, else 1.
+    pub min_insync_replicas: Option<i32>,
     /// How long admin and metadata requests may take.
     pub request_timeout_ms: u64,
     /// How long a service rides out an unreachable cluster (at start, while
@@ -181,8 +184,8 @@ impl Default for KafkaConfig {
         KafkaConfig {
             bootstrap: "127.0.0.1:9092".into(),
             partitions: 10,
-            replication_factor: 1,
-            min_insync_replicas: 1,
+            replication_factor: None,
+            min_insync_replicas: None,
             request_timeout_ms: 10_000,
             outage_timeout_ms: 120_000,
         }
@@ -313,7 +316,8 @@ pub enum ConfigError {
 }
 
 impl ConfigError {
-    fn invalid(key: &str, reason: impl Into<String>) -> Self {
+    /// `key` cannot be used, for `reason`.
+    pub fn invalid(key: &str, reason: impl Into<String>) -> Self {
         ConfigError::Invalid { key: key.to_owned(), reason: reason.into() }
     }
 }
@@ -380,12 +384,24 @@ impl Loaded {
         }
         out.into_iter()
             .map(|key| {
-                let source = self.figment.find_metadata(&key).map(describe_source).unwrap_or_else(|| "default".into());
+                let mut source =
+                    self.figment.find_metadata(&key).map(describe_source).unwrap_or_else(|| "default".into());
+                if let Some((_, unset)) = UNSET.iter().find(|(k, _)| *k == key)
+                    && source == "default"
+                {
+                    source = format!("default: unset, {unset}");
+                }
                 (key, source)
             })
             .collect()
     }
 }
+
+/// What an optional key means when nobody set it (for `turnstile config`).
+const UNSET: &[(&str, &str)] = &[
+    ("kafka.replication_factor", "provision takes it from the cluster (3 on 3+ brokers, 2 on 2, 1 on 1)"),
+    ("kafka.min_insync_replicas", "provision uses 2 for a replication factor of 3 or more, else 1"),
+];
 
 fn collect_leaves(prefix: &str, dict: &Dict, out: &mut Vec<String>) {
     for (key, value) in dict {
@@ -440,12 +456,19 @@ impl Config {
             ));
         }
         check_range("kafka.partitions", i64::from(k.partitions), 1, 10_000)?;
-        check_range("kafka.replication_factor", i64::from(k.replication_factor), 1, 32)?;
-        check_range("kafka.min_insync_replicas", i64::from(k.min_insync_replicas), 1, 32)?;
-        if k.min_insync_replicas > k.replication_factor {
+        if let Some(factor) = k.replication_factor {
+            check_range("kafka.replication_factor", i64::from(factor), 1, 32)?;
+        }
+        if let Some(min_isr) = k.min_insync_replicas {
+            check_range("kafka.min_insync_replicas", i64::from(min_isr), 1, 32)?;
+        }
+        // With the factor unset, `provision` checks against the one it chooses.
+        if let (Some(factor), Some(min_isr)) = (k.replication_factor, k.min_insync_replicas)
+            && min_isr > factor
+        {
             return Err(ConfigError::invalid(
                 "kafka.min_insync_replicas",
-                format!("{} is larger than kafka.replication_factor ({})", k.min_insync_replicas, k.replication_factor),
+                format!("{min_isr} is larger than kafka.replication_factor ({factor})"),
             ));
         }
         check_range("kafka.request_timeout_ms", k.request_timeout_ms as i64, 100, 600_000)?;
@@ -687,6 +710,39 @@ mod tests {
             jail.set_env("TURNSTILE_RUNNER__MAX_BATCH", "-1");
             let err = load(&Overrides::default()).unwrap_err().to_string();
             assert!(err.to_lowercase().contains("runner.max_batch"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn replication_is_unset_unless_configured_in_any_layer() {
+        Jail::expect_with(|jail| {
+            let loaded = Loaded::load(None, &Overrides::default()).unwrap();
+            assert_eq!(loaded.config.kafka.replication_factor, None);
+            assert_eq!(loaded.config.kafka.min_insync_replicas, None);
+            let sources: BTreeMap<_, _> = loaded.provenance().into_iter().collect();
+            assert!(sources["kafka.replication_factor"].contains("from the cluster"), "{sources:?}");
+
+            jail.create_file(DEFAULT_FILE, "[kafka]\nreplication_factor = 2\n")?;
+            let c = load(&Overrides::default()).unwrap();
+            assert_eq!((c.kafka.replication_factor, c.kafka.min_insync_replicas), (Some(2), None));
+            jail.set_env("TURNSTILE_KAFKA__REPLICATION_FACTOR", "3");
+            jail.set_env("TURNSTILE_KAFKA__MIN_INSYNC_REPLICAS", "2");
+            let c = load(&Overrides::default()).unwrap();
+            assert_eq!((c.kafka.replication_factor, c.kafka.min_insync_replicas), (Some(3), Some(2)));
+            let mut flags = Overrides::default();
+            flags.set("kafka.replication_factor", Some(1));
+            let err = load(&flags).unwrap_err().to_string();
+            assert!(err.contains("kafka.min_insync_replicas") && err.contains("larger than"), "{err}");
+            flags.set("kafka.min_insync_replicas", Some(1));
+            let loaded = Loaded::load(None, &flags).unwrap();
+            assert_eq!(loaded.config.kafka.replication_factor, Some(1));
+            let sources: BTreeMap<_, _> = loaded.provenance().into_iter().collect();
+            assert_eq!(sources["kafka.replication_factor"], "command-line flag");
+
+            jail.set_env("TURNSTILE_KAFKA__REPLICATION_FACTOR", "0");
+            let err = Loaded::load(None, &Overrides::default()).map(|_| ()).unwrap_err().to_string();
+            assert!(err.contains("kafka.replication_factor") && err.contains("out of range"), "{err}");
             Ok(())
         });
     }

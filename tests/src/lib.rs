@@ -6,9 +6,11 @@
 //! - The broker: `KAFKA_BOOTSTRAP_SERVERS` (default `127.0.0.1:9092`), e.g.
 //!   from `scripts/local-kafka start`. Tests create topics only for random
 //!   event ids ([`unique_event_id`]), so reruns and parallel tests never
-//!   collide. Topic settings the binary takes from the environment (such as
-//!   `TURNSTILE_KAFKA__REPLICATION_FACTOR=3` on a 3-broker cluster) pass
-//!   through unchanged.
+//!   collide. `turnstile provision` takes the topics' replication from the
+//!   cluster (3/2 on three brokers, 1/1 on one); settings given in the
+//!   environment (`TURNSTILE_KAFKA__REPLICATION_FACTOR`, …) pass through
+//!   unchanged. A cluster is a comma-separated list; [`LocalCluster`] finds
+//!   one that `scripts/local-kafka` started (`KAFKA_BROKERS=3`).
 //! - The binary: `cargo build -p turnstile` must have run first (the test
 //!   script does it); [`turnstile_bin`] finds it next to the test executable.
 
@@ -267,6 +269,80 @@ pub fn cluster() -> turnstile::admin::Cluster {
     let mut config = turnstile::config::Config::default();
     config.kafka.bootstrap = bootstrap();
     turnstile::admin::Cluster::connect(&config).expect("connect to the broker under test")
+}
+
+/// A command for the binary with the replication settings of the
+/// environment removed, so that `provision` uses the cluster's defaults.
+pub fn turnstile_without_replication_env<I, S>(args: I) -> Command
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    let mut cmd = turnstile_command(args);
+    cmd.env_remove("TURNSTILE_KAFKA__REPLICATION_FACTOR").env_remove("TURNSTILE_KAFKA__MIN_INSYNC_REPLICAS");
+    cmd
+}
+
+/// A cluster of several brokers that `scripts/local-kafka` started
+/// (`KAFKA_BROKERS=3`), found from [`bootstrap`]: every address on
+/// 127.0.0.1 on consecutive ports, and `local-kafka status` saying so. Its
+/// nodes can be killed, relaunched, paused and resumed.
+pub struct LocalCluster {
+    script: PathBuf,
+    /// Client port of node 1.
+    pub port: u16,
+    pub brokers: usize,
+}
+
+impl LocalCluster {
+    /// The cluster under test if it is such a cluster of at least
+    /// `brokers`; otherwise why not (for a test to print as it skips).
+    pub fn find(brokers: usize) -> Result<LocalCluster, String> {
+        let bootstrap = bootstrap();
+        let mut ports: Vec<u16> = Vec::new();
+        for address in bootstrap.split(',').map(str::trim) {
+            let port = address
+                .strip_prefix("127.0.0.1:")
+                .or_else(|| address.strip_prefix("localhost:"))
+                .and_then(|p| p.parse().ok())
+                .ok_or_else(|| format!("{address} is not a local-kafka address (127.0.0.1:PORT)"))?;
+            ports.push(port);
+        }
+        ports.sort_unstable();
+        if ports.len() < brokers {
+            return Err(format!(
+                "KAFKA_BOOTSTRAP_SERVERS={bootstrap} names {} broker(s), this test needs {brokers} \
+                 (run it with KAFKA_BROKERS=3 KAFKA_PORT=19092 scripts/with-kafka cargo test ...)",
+                ports.len()
+            ));
+        }
+        if ports.windows(2).any(|w| w[1] != w[0] + 1) {
+            return Err(format!("the ports of {bootstrap} are not consecutive, so not one local-kafka cluster"));
+        }
+        let cluster = LocalCluster {
+            script: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/local-kafka"),
+            port: ports[0],
+            brokers: ports.len(),
+        };
+        let status = cluster.command(&["status"]).output().map_err(|e| format!("running local-kafka: {e}"))?;
+        let text = String::from_utf8_lossy(&status.stdout);
+        if !status.status.success() || !text.contains(&format!("running: {} brokers", ports.len())) {
+            return Err(format!("{bootstrap} is not a healthy cluster started by scripts/local-kafka: {text}"));
+        }
+        Ok(cluster)
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(&self.script);
+        cmd.args(args).env("KAFKA_BROKERS", self.brokers.to_string()).env("KAFKA_PORT", self.port.to_string());
+        cmd
+    }
+
+    /// Runs `local-kafka ARGS` for this cluster and panics if it fails.
+    pub fn run(&self, args: &[&str]) {
+        let out = self.command(args).output().expect("local-kafka runs");
+        assert!(out.status.success(), "local-kafka {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
 }
 
 // ---------------------------------------------------------------------------

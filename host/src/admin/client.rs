@@ -3,7 +3,7 @@
 //! listings, and a small current-thread tokio runtime that drives the admin
 //! futures (each is a oneshot answered by librdkafka's own thread).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::time::Duration;
 
@@ -53,6 +53,44 @@ pub struct GroupMember {
     pub host: String,
     /// The `(topic, partition)` pairs the member holds now.
     pub assignment: Vec<(String, i32)>,
+}
+
+/// The brokers of the cluster as its metadata shows them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Brokers {
+    /// Brokers that are registered and alive (the metadata lists only those).
+    pub live: BTreeSet<i32>,
+    /// `live` plus every broker that holds a replica of some topic, alive or
+    /// not: a broker that is down for a moment still counts here.
+    pub known: BTreeSet<i32>,
+}
+
+impl Brokers {
+    /// Known brokers that are not live.
+    pub fn missing(&self) -> Vec<i32> {
+        self.known.difference(&self.live).copied().collect()
+    }
+}
+
+/// Where one partition's replicas are, from the metadata.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionReplicas {
+    pub partition: i32,
+    /// The leader's broker id; `None` when the partition has no leader.
+    pub leader: Option<i32>,
+    pub replicas: Vec<i32>,
+    /// The in-sync replicas.
+    pub isr: Vec<i32>,
+    /// The error the metadata reports for the partition, if any.
+    pub error: Option<String>,
+}
+
+/// Where every partition's replicas are, and which brokers are live.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Placement {
+    pub live: BTreeSet<i32>,
+    /// By topic, sorted by partition.
+    pub topics: BTreeMap<String, Vec<PartitionReplicas>>,
 }
 
 /// A connection to the cluster named by `kafka.bootstrap`.
@@ -130,6 +168,53 @@ impl Cluster {
             .filter(|t| t.partitions().iter().all(|p| p.error().is_none() && p.leader() >= 0))
             .map(|t| (t.name().to_owned(), t.partitions().len() as i32))
             .collect())
+    }
+
+    /// The live brokers, and the brokers that hold replicas (see [`Brokers`]).
+    pub fn brokers(&self) -> Result<Brokers, AdminError> {
+        let metadata = self
+            .consumer
+            .fetch_metadata(None, self.timeout)
+            .map_err(|source| AdminError::Kafka { op: "reading the cluster's brokers", source })?;
+        let live: BTreeSet<i32> = metadata.brokers().iter().map(|b| b.id()).collect();
+        let mut known = live.clone();
+        for topic in metadata.topics() {
+            for partition in topic.partitions() {
+                known.extend(partition.replicas().iter().copied());
+            }
+        }
+        Ok(Brokers { live, known })
+    }
+
+    /// Leader, replicas and in-sync replicas of every partition of every
+    /// topic, and the live brokers, from one metadata request.
+    pub fn replicas(&self) -> Result<Placement, AdminError> {
+        let metadata = self
+            .consumer
+            .fetch_metadata(None, self.timeout)
+            .map_err(|source| AdminError::Kafka { op: "reading partition replicas", source })?;
+        let live = metadata.brokers().iter().map(|b| b.id()).collect();
+        let topics = metadata
+            .topics()
+            .iter()
+            .filter(|t| t.error().is_none())
+            .map(|t| {
+                let mut partitions: Vec<PartitionReplicas> = t
+                    .partitions()
+                    .iter()
+                    .map(|p| PartitionReplicas {
+                        partition: p.id(),
+                        leader: (p.leader() >= 0).then_some(p.leader()),
+                        replicas: p.replicas().to_vec(),
+                        isr: p.isr().to_vec(),
+                        error: p.error().map(|e| rdkafka::error::RDKafkaErrorCode::from(e).to_string()),
+                    })
+                    .collect();
+                partitions.sort_by_key(|p| p.partition);
+                (t.name().to_owned(), partitions)
+            })
+            .collect();
+        Ok(Placement { live, topics })
     }
 
     /// Every consumer group with its state and members, classic groups and
@@ -224,6 +309,27 @@ impl Cluster {
         for result in results {
             let resource = result.map_err(|code| AdminError::Kafka { op, source: KafkaError::AdminOp(code) })?;
             out.extend(resource.entries.into_iter().filter_map(|e| Some((e.name, e.value?))));
+        }
+        Ok(out)
+    }
+
+    /// The configuration of several topics in one request, by topic (each
+    /// with the broker's defaults filled in).
+    pub fn topic_configs(&self, topics: &[&str]) -> Result<BTreeMap<String, BTreeMap<String, String>>, AdminError> {
+        let op = "describing topic configurations";
+        if topics.is_empty() {
+            return Ok(BTreeMap::new());
+        }
+        let resources: Vec<ResourceSpecifier<'_>> = topics.iter().map(|t| ResourceSpecifier::Topic(t)).collect();
+        let future = self.admin.describe_configs(&resources, &self.options());
+        let results = self.block_on(op, future)?.map_err(|source| AdminError::Kafka { op, source })?;
+        let mut out = BTreeMap::new();
+        for (topic, result) in topics.iter().zip(results) {
+            let resource = result.map_err(|code| AdminError::Kafka { op, source: KafkaError::AdminOp(code) })?;
+            out.insert(
+                (*topic).to_owned(),
+                resource.entries.into_iter().filter_map(|e| Some((e.name, e.value?))).collect(),
+            );
         }
         Ok(out)
     }

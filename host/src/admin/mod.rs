@@ -10,7 +10,7 @@ pub mod reset;
 pub mod status;
 mod table;
 
-pub use client::{Cluster, GroupMember, GroupSummary};
+pub use client::{Brokers, Cluster, GroupMember, GroupSummary, PartitionReplicas, Placement};
 pub use groups::DescribeError;
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -65,6 +65,15 @@ pub enum AdminError {
     /// The broker refused to create topics.
     #[error("creating topics failed: {}", describe_codes(.0))]
     CreateTopics(Vec<(String, RDKafkaErrorCode)>),
+    /// The brokers refused the replication factor: fewer are live than it needs.
+    #[error(
+        "creating topics failed: replication factor {factor} needs {factor} live brokers, but only {} {} live{}: {}",
+        .live.len(),
+        if .live.len() == 1 { "is" } else { "are" },
+        describe_missing(.missing),
+        describe_codes(.failures)
+    )]
+    TooFewBrokers { factor: i32, live: Vec<i32>, missing: Vec<i32>, failures: Vec<(String, RDKafkaErrorCode)> },
     /// Created topics did not show up in the metadata in time.
     #[error("topics not ready within {timeout_ms} ms: {}", .topics.join(", "))]
     NotReady { topics: Vec<String>, timeout_ms: u64 },
@@ -96,6 +105,16 @@ fn describe_mismatches(list: &[PartitionMismatch]) -> String {
         items.join("; "),
         list.first().map_or(0, |m| m.actual)
     )
+}
+
+fn describe_missing(missing: &[i32]) -> String {
+    match missing {
+        [] => " (set kafka.replication_factor / --replication to what the cluster has)".into(),
+        ids => {
+            let ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
+            format!(" (broker {} holds replicas but is down: start it and provision again)", ids.join(", "))
+        }
+    }
 }
 
 fn describe_codes(list: &[(String, RDKafkaErrorCode)]) -> String {

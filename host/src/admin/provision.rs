@@ -8,9 +8,104 @@ use rdkafka::admin::{NewTopic, TopicReplication};
 use rdkafka::error::RDKafkaErrorCode;
 
 use super::table::Table;
-use super::{AdminError, Cluster, PartitionMismatch};
-use crate::config::KafkaConfig;
+use super::{AdminError, Brokers, Cluster, PartitionMismatch};
+use crate::config::{ConfigError, KafkaConfig};
 use crate::naming::{self, TopicKind, TopicSpec};
+
+/// The replication of an event's topics: `kafka.replication_factor` and
+/// `kafka.min_insync_replicas` where configured, otherwise defaults for
+/// the cluster provision talks to.
+///
+/// The default factor is the number of brokers up to 3 (3 on three or more,
+/// 2 on two, 1 on one). Brokers count when they are live or hold a replica
+/// of any topic, so a broker that is down for a moment does not make new
+/// topics weaker for good (creating them then fails instead, saying so).
+/// The default min ISR is 2 for a factor of 3 or more, else 1: on two
+/// brokers a write still succeeds with one of them down (at the risk of
+/// losing it if that broker then fails too), because requiring both would
+/// stop every write whenever either broker is away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Replication {
+    pub factor: i32,
+    pub min_insync_replicas: i32,
+    /// The factor was configured (not the cluster's default).
+    pub factor_configured: bool,
+    /// The min ISR was configured (not the default for `factor`).
+    pub min_isr_configured: bool,
+    /// Brokers counted for the default.
+    pub brokers: usize,
+    /// How many of them were not live.
+    pub down: usize,
+}
+
+/// The default replication factor on a cluster of `brokers`.
+pub fn default_factor(brokers: usize) -> i32 {
+    brokers.clamp(1, 3) as i32
+}
+
+/// The default `min.insync.replicas` for a replication factor.
+pub fn default_min_isr(factor: i32) -> i32 {
+    if factor >= 3 { 2 } else { 1 }
+}
+
+impl Replication {
+    /// Resolves the configuration against the cluster's brokers; a
+    /// configured value the cluster cannot meet is a configuration error
+    /// naming the key.
+    pub fn resolve(kafka: &KafkaConfig, brokers: &Brokers) -> Result<Replication, ConfigError> {
+        let count = brokers.known.len().max(1);
+        let factor = kafka.replication_factor.unwrap_or_else(|| default_factor(count));
+        if kafka.replication_factor.is_some() && factor as usize > count {
+            return Err(ConfigError::invalid(
+                "kafka.replication_factor",
+                format!(
+                    "{factor} is more than the {count} broker{} of the cluster at {}; lower it (--replication) or \
+                     leave it unset to use the cluster's default",
+                    plural(count),
+                    kafka.bootstrap
+                ),
+            ));
+        }
+        let min_insync_replicas = kafka.min_insync_replicas.unwrap_or_else(|| default_min_isr(factor));
+        if min_insync_replicas > factor {
+            return Err(ConfigError::invalid(
+                "kafka.min_insync_replicas",
+                format!(
+                    "{min_insync_replicas} is larger than the replication factor {factor}, the default for a \
+                     cluster of {count} broker{}; set kafka.replication_factor (--replication) or lower \
+                     kafka.min_insync_replicas",
+                    plural(count)
+                ),
+            ));
+        }
+        Ok(Replication {
+            factor,
+            min_insync_replicas,
+            factor_configured: kafka.replication_factor.is_some(),
+            min_isr_configured: kafka.min_insync_replicas.is_some(),
+            brokers: count,
+            down: brokers.missing().len(),
+        })
+    }
+
+    /// Where the numbers came from, for the report.
+    pub fn origin(&self) -> String {
+        let mut cluster = format!("the default for {} broker{}", self.brokers, plural(self.brokers));
+        if self.down > 0 {
+            cluster.push_str(&format!(", {} of them down", self.down));
+        }
+        match (self.factor_configured, self.min_isr_configured) {
+            (true, true) => "both configured".into(),
+            (false, false) => cluster,
+            (true, false) => "replication factor configured, min ISR its default".into(),
+            (false, true) => format!("replication factor {cluster}, min ISR configured"),
+        }
+    }
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
 
 /// What happened to one topic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,7 +129,8 @@ impl fmt::Display for Outcome {
 pub struct Provisioned {
     pub event_id: u64,
     pub partitions: i32,
-    pub replication_factor: i32,
+    /// The replication new topics were created with (existing topics keep theirs).
+    pub replication: Replication,
     pub topics: Vec<(TopicSpec, Outcome)>,
 }
 
@@ -49,13 +145,15 @@ impl fmt::Display for Provisioned {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "event {}: {} topics ({} created, {} existed), {} partitions, replication factor {}",
+            "event {}: {} topics ({} created, {} existed), {} partitions, replication factor {}, min ISR {} ({})",
             self.event_id,
             self.topics.len(),
             self.created(),
             self.topics.len() - self.created(),
             self.partitions,
-            self.replication_factor
+            self.replication.factor,
+            self.replication.min_insync_replicas,
+            self.replication.origin()
         )?;
         let mut table = Table::new(&["TOPIC", "KIND", "RESULT"]).indent(2);
         for (spec, outcome) in &self.topics {
@@ -74,22 +172,39 @@ fn kind_name(kind: TopicKind) -> &'static str {
 }
 
 /// Creates every topic of `event_id` that does not exist yet, in one request,
-/// then waits until all of them have leaders. Existing topics with the
-/// requested partition count are reported as [`Outcome::Exists`]; with
-/// another count the whole run fails before anything is created.
-pub fn provision(cluster: &Cluster, event_id: u64, kafka: &KafkaConfig) -> Result<Provisioned, AdminError> {
+/// with `replication`, then waits until all of them have leaders. Existing
+/// topics with the requested partition count are reported as
+/// [`Outcome::Exists`]; with another count the whole run fails before
+/// anything is created. `brokers` is what `replication` was resolved
+/// against (for the error when brokers are missing).
+pub fn provision(
+    cluster: &Cluster,
+    event_id: u64,
+    kafka: &KafkaConfig,
+    replication: Replication,
+    brokers: &Brokers,
+) -> Result<Provisioned, AdminError> {
     let specs = naming::event_topics(event_id);
     let existing = cluster.topics()?;
     check_partitions(&specs, |name| existing.get(name).copied(), kafka.partitions)?;
 
     let names: Vec<String> = specs.iter().map(|s| s.name.to_string()).collect();
-    let min_isr = kafka.min_insync_replicas.to_string();
+    let min_isr = replication.min_insync_replicas.to_string();
     let missing: Vec<NewTopic<'_>> = specs
         .iter()
         .zip(&names)
         .filter(|(_, name)| !existing.contains_key(name.as_str()))
-        .map(|(spec, name)| new_topic(name, spec.kind, kafka, &min_isr))
+        .map(|(spec, name)| new_topic(name, spec.kind, kafka.partitions, replication.factor, &min_isr))
         .collect();
+    if !missing.is_empty() && (brokers.live.len() as i32) < replication.factor {
+        tracing::warn!(
+            "creating topics with replication factor {} while only {} of the cluster's brokers are live \
+             (down: {:?}): they start under-replicated (see turnstile status), if the brokers accept them",
+            replication.factor,
+            brokers.live.len(),
+            brokers.missing()
+        );
+    }
 
     let mut outcomes: Vec<Outcome> =
         names.iter().map(|n| if existing.contains_key(n) { Outcome::Exists } else { Outcome::Created }).collect();
@@ -107,6 +222,14 @@ pub fn provision(cluster: &Cluster, event_id: u64, kafka: &KafkaConfig) -> Resul
         }
     }
     if !failures.is_empty() {
+        if failures.iter().any(|(_, code)| *code == RDKafkaErrorCode::InvalidReplicationFactor) {
+            return Err(AdminError::TooFewBrokers {
+                factor: replication.factor,
+                live: brokers.live.iter().copied().collect(),
+                missing: brokers.missing(),
+                failures,
+            });
+        }
         return Err(AdminError::CreateTopics(failures));
     }
 
@@ -115,15 +238,14 @@ pub fn provision(cluster: &Cluster, event_id: u64, kafka: &KafkaConfig) -> Resul
     Ok(Provisioned {
         event_id,
         partitions: kafka.partitions,
-        replication_factor: kafka.replication_factor,
+        replication,
         topics: specs.into_iter().zip(outcomes).collect(),
     })
 }
 
-/// The topic settings: replication and min ISR from config, changelogs compacted.
-fn new_topic<'a>(name: &'a str, kind: TopicKind, kafka: &KafkaConfig, min_isr: &'a str) -> NewTopic<'a> {
-    let topic = NewTopic::new(name, kafka.partitions, TopicReplication::Fixed(kafka.replication_factor))
-        .set("min.insync.replicas", min_isr);
+/// The topic settings: replication and min ISR as resolved, changelogs compacted.
+fn new_topic<'a>(name: &'a str, kind: TopicKind, partitions: i32, factor: i32, min_isr: &'a str) -> NewTopic<'a> {
+    let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(factor)).set("min.insync.replicas", min_isr);
     match kind {
         TopicKind::Changelog => topic.set("cleanup.policy", "compact"),
         TopicKind::ByBooking | TopicKind::BySection => topic,
@@ -167,6 +289,49 @@ fn wait_ready(cluster: &Cluster, names: &[String]) -> Result<std::collections::B
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn brokers(live: &[i32], known: &[i32]) -> Brokers {
+        Brokers { live: live.iter().copied().collect(), known: live.iter().chain(known).copied().collect() }
+    }
+
+    fn resolve(factor: Option<i32>, min_isr: Option<i32>, b: &Brokers) -> Result<Replication, ConfigError> {
+        let kafka = KafkaConfig { replication_factor: factor, min_insync_replicas: min_isr, ..KafkaConfig::default() };
+        Replication::resolve(&kafka, b)
+    }
+
+    #[test]
+    fn replication_defaults_follow_the_cluster() {
+        let shape = |r: Replication| (r.factor, r.min_insync_replicas);
+        assert_eq!(shape(resolve(None, None, &brokers(&[1], &[])).unwrap()), (1, 1));
+        assert_eq!(shape(resolve(None, None, &brokers(&[1, 2], &[])).unwrap()), (2, 1));
+        assert_eq!(shape(resolve(None, None, &brokers(&[1, 2, 3], &[])).unwrap()), (3, 2));
+        assert_eq!(shape(resolve(None, None, &brokers(&[1, 2, 3, 4, 5], &[])).unwrap()), (3, 2));
+        // A broker that is down but holds replicas still counts.
+        let r = resolve(None, None, &brokers(&[1, 3], &[2])).unwrap();
+        assert_eq!((shape(r), r.brokers), ((3, 2), 3));
+        assert_eq!(r.origin(), "the default for 3 brokers, 1 of them down");
+        assert_eq!(resolve(None, None, &brokers(&[1, 2, 3], &[])).unwrap().origin(), "the default for 3 brokers");
+        // No metadata about brokers at all: one.
+        assert_eq!(shape(resolve(None, None, &Brokers::default()).unwrap()), (1, 1));
+    }
+
+    #[test]
+    fn configured_replication_wins_and_is_checked_against_the_cluster() {
+        let three = brokers(&[1, 2, 3], &[]);
+        let r = resolve(Some(1), None, &three).unwrap();
+        assert_eq!((r.factor, r.min_insync_replicas), (1, 1));
+        assert_eq!(r.origin(), "replication factor configured, min ISR its default");
+        let r = resolve(None, Some(3), &three).unwrap();
+        assert_eq!((r.factor, r.min_insync_replicas), (3, 3));
+        assert_eq!(r.origin(), "replication factor the default for 3 brokers, min ISR configured");
+        assert_eq!(resolve(Some(3), Some(1), &three).unwrap().origin(), "both configured");
+
+        let one = brokers(&[1], &[]);
+        let err = resolve(None, Some(2), &one).unwrap_err().to_string();
+        assert!(err.contains("kafka.min_insync_replicas") && err.contains("cluster of 1 broker;"), "{err}");
+        let err = resolve(Some(3), None, &one).unwrap_err().to_string();
+        assert!(err.contains("kafka.replication_factor") && err.contains("more than the 1 broker of"), "{err}");
+    }
 
     #[test]
     fn mismatched_partitions_name_the_topic() {

@@ -16,6 +16,7 @@ pub fn run(global: &GlobalArgs, args: ProvisionArgs) -> anyhow::Result<ExitCode>
     let mut overrides = Overrides::default();
     overrides.set("kafka.partitions", args.partitions);
     overrides.set("kafka.replication_factor", args.replication);
+    overrides.set("kafka.min_insync_replicas", args.min_insync_replicas);
     let loaded = super::load_config(global, overrides)?;
     let config = &loaded.config;
     // A bad chart fails (exit 2) before anything is created.
@@ -25,7 +26,10 @@ pub fn run(global: &GlobalArgs, args: ProvisionArgs) -> anyhow::Result<ExitCode>
     };
 
     let cluster = Cluster::connect(config)?;
-    let provisioned = provision::provision(&cluster, args.event, &config.kafka)?;
+    // Unset replication comes from the cluster; what cannot fit it is exit 2.
+    let brokers = cluster.brokers()?;
+    let replication = provision::Replication::resolve(&config.kafka, &brokers)?;
+    let provisioned = provision::provision(&cluster, args.event, &config.kafka, replication, &brokers)?;
     print!("{provisioned}");
 
     if let Some(chart) = chart {
