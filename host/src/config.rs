@@ -119,6 +119,8 @@ pub struct RunnerConfig {
     pub transaction_timeout_ms: u64,
     /// `max.poll.interval.ms` of the input consumer.
     pub max_poll_interval_ms: u64,
+    /// How services join their consumer groups (see [`GroupProtocol`]).
+    pub group_protocol: GroupProtocol,
     /// Largest record the runner produces (key, value and headers); also the
     /// producer's `message.max.bytes`. Outputs, dead letters and changelog
     /// records over it are never sent (DOMAIN.md: poison never stops a service).
@@ -235,6 +237,7 @@ impl Default for RunnerConfig {
             max_retry_backoff_ms: 1_000,
             transaction_timeout_ms: 15_000,
             max_poll_interval_ms: 60_000,
+            group_protocol: GroupProtocol::Classic,
             max_record_bytes: 1_000_000,
             restore_timeout_ms: 120_000,
             checkpoint_dir: PathBuf::from(".turnstile/checkpoints"),
@@ -302,6 +305,23 @@ mod text {
     pub fn optional<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
         Option::<Text>::deserialize(d).map(|t| t.map(String::from))
     }
+}
+
+/// The consumer group protocol of the services.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GroupProtocol {
+    /// The classic protocol with eager `range` assignment: every membership
+    /// change revokes every partition (restores then read only the tail
+    /// after the local checkpoint). The default: it survives broker
+    /// failover in every test.
+    Classic,
+    /// Kafka 4's protocol (KIP-848) with the broker's `range` assignor:
+    /// incremental rebalances. In librdkafka 2.12.1 a transactional
+    /// producer's `send_offsets_to_transaction` was seen blocking forever
+    /// after the group coordinator restarted (three-broker rolling
+    /// restart), so it is opt-in.
+    Consumer,
 }
 
 /// A configuration that cannot be used, naming the key and the reason.

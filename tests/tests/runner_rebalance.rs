@@ -1,7 +1,8 @@
 //! Partitions move between instances while bookings flow: instances join,
-//! one is killed, one leaves. Rebalances are incremental (partitions that
-//! stay are never revoked or restored again), partition p of both ticketing
-//! inputs always sits on one instance, and every booking is decided once.
+//! one is killed, one leaves. With `runner.group_protocol = "consumer"`
+//! (KIP-848, opt-in) rebalances are incremental (partitions that stay are
+//! never revoked or restored again); partition p of both ticketing inputs
+//! always sits on one instance, and every booking is decided once.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -56,6 +57,13 @@ fn flow(sellout: &mut Sellout, n: usize, for_at_least: Duration, co: &mut CoLoca
     }
 }
 
+/// The services of this test join with Kafka 4's consumer group protocol.
+const CONSUMER_PROTOCOL: [(&str, &str); 1] = [("TURNSTILE_RUNNER__GROUP_PROTOCOL", "consumer")];
+
+fn start(service: &str, id: u64, instance: &str) -> Service {
+    Service::start_with_env(service, id, instance, &CONSUMER_PROTOCOL)
+}
+
 fn restores(service: &Service) -> usize {
     service.log_lines_containing("state restored from changelog").len()
 }
@@ -65,8 +73,8 @@ fn partitions_move_between_instances_under_load() {
     let id = unique_event_id();
     let (_, chart) = provision_with_chart(id, PARTITIONS, CHART);
     let startup = Duration::from_secs(120);
-    let mut t1 = Service::start(TICKETING_SERVICE, id, "1");
-    let mut s1 = Service::start(SEAT_RESERVATION_SERVICE, id, "1");
+    let mut t1 = start(TICKETING_SERVICE, id, "1");
+    let mut s1 = start(SEAT_RESERVATION_SERVICE, id, "1");
     wait_for_group(id, TICKETING_SERVICE, 1, PARTITIONS, startup, &mut [&mut t1]);
     wait_for_group(id, SEAT_RESERVATION_SERVICE, 1, PARTITIONS, startup, &mut [&mut s1]);
 
@@ -78,8 +86,8 @@ fn partitions_move_between_instances_under_load() {
     // A second instance of each service joins mid-stream. Instance 1 only
     // gives partitions away: with incremental rebalancing it never revokes
     // or restores the ones it keeps.
-    let mut t2 = Service::start(TICKETING_SERVICE, id, "2");
-    let mut s2 = Service::start(SEAT_RESERVATION_SERVICE, id, "2");
+    let mut t2 = start(TICKETING_SERVICE, id, "2");
+    let mut s2 = start(SEAT_RESERVATION_SERVICE, id, "2");
     flow(&mut sellout, 60, Duration::from_secs(1), &mut co);
     wait_for_group(id, TICKETING_SERVICE, 2, PARTITIONS, startup, &mut [&mut t1, &mut t2]);
     wait_for_group(id, SEAT_RESERVATION_SERVICE, 2, PARTITIONS, startup, &mut [&mut s1, &mut s2]);
@@ -93,7 +101,7 @@ fn partitions_move_between_instances_under_load() {
 
     // A third ticketing instance joins, then instance 2 is killed -9: its
     // partitions move on after the broker's session timeout.
-    let mut t3 = Service::start(TICKETING_SERVICE, id, "3");
+    let mut t3 = start(TICKETING_SERVICE, id, "3");
     wait_for_group(id, TICKETING_SERVICE, 3, PARTITIONS, startup, &mut [&mut t1, &mut t2, &mut t3]);
     flow(&mut sellout, 60, Duration::from_secs(1), &mut co);
     t2.sigkill();

@@ -5,6 +5,7 @@
 
 pub mod dlq;
 pub mod input;
+mod liveness;
 pub mod metrics;
 mod rebalance;
 mod reload;
@@ -25,7 +26,7 @@ use rdkafka::message::BorrowedMessage;
 use rdkafka::producer::Producer;
 
 use crate::admin::{AdminError, Cluster};
-use crate::config::Config;
+use crate::config::{Config, GroupProtocol};
 use crate::naming;
 use crate::plugin::{HandleError, Header, LoadedPlugin, Message, PluginError, PluginInstance, StateAccess};
 use crate::publisher::{PublishError, Publisher, Record, producer_properties};
@@ -83,6 +84,8 @@ pub enum RunnerError {
     Routing(#[from] crate::routing::RoutingError),
     #[error("stalled: input was waiting but nothing committed for {age_ms} ms (runner.stall_timeout_ms {timeout_ms})")]
     Stalled { age_ms: u64, timeout_ms: u64 },
+    #[error("stalled: committed input waits on {} but the consumer fetched none of it for {timeout_ms} ms", .partitions.join(", "))]
+    NotFetching { partitions: Vec<String>, timeout_ms: u64 },
 }
 
 /// Which instance of which service to run.
@@ -236,7 +239,29 @@ impl Runner {
             changelog_topic: changelog_topic.clone(),
         }));
         let context = RunnerContext { shared: shared.clone() };
-        let consumer: BaseConsumer<RunnerContext> = ClientConfig::new()
+        let mut consumer_config = ClientConfig::new();
+        match config.runner.group_protocol {
+            // Kafka 4's consumer group protocol (KIP-848): rebalances are
+            // incremental, so partitions that stay keep flowing, and the
+            // broker's range assignor gives partition p of every input topic
+            // to one member (all of an event's topics have the same count).
+            // Session and heartbeat timing are the broker's
+            // (`group.consumer.session.timeout.ms`, default 45 s).
+            GroupProtocol::Consumer => {
+                consumer_config.set("group.protocol", "consumer").set("group.remote.assignor", "range");
+            }
+            // Eager range assignment: the same co-location, with every
+            // partition revoked on every membership change.
+            GroupProtocol::Classic => {
+                consumer_config
+                    .set("group.protocol", "classic")
+                    .set("partition.assignment.strategy", "range")
+                    .set("session.timeout.ms", "10000")
+                    .set("heartbeat.interval.ms", "1000");
+            }
+        }
+        // Either way the rebalance hooks check co-location rather than trust it.
+        let consumer: BaseConsumer<RunnerContext> = consumer_config
             .set("bootstrap.servers", &config.kafka.bootstrap)
             .set("group.id", &identity.group_id)
             .set("client.id", format!("{}-{}", identity.service, identity.instance_id))
@@ -244,15 +269,6 @@ impl Runner {
             .set("enable.auto.offset.store", "false")
             .set("isolation.level", "read_committed")
             .set("auto.offset.reset", "earliest")
-            // Kafka 4's consumer group protocol (KIP-848): rebalances are
-            // incremental, so partitions that stay keep flowing, and the
-            // broker's range assignor gives partition p of every input topic
-            // to one member (all of an event's topics have the same count).
-            // The rebalance hooks check that co-location rather than trust it.
-            // Session and heartbeat timing are the broker's
-            // (`group.consumer.session.timeout.ms`, default 45 s).
-            .set("group.protocol", "consumer")
-            .set("group.remote.assignor", "range")
             .set("fetch.min.bytes", config.runner.fetch_min_bytes.to_string())
             .set("fetch.wait.max.ms", config.runner.fetch_wait_max_ms.to_string())
             .set("max.poll.interval.ms", config.runner.max_poll_interval_ms.to_string())
@@ -330,6 +346,7 @@ impl Runner {
         let interval = Duration::from_millis(w.config.runner.commit_interval_ms);
         let max_batch = w.config.runner.max_batch;
         let stall_timeout = Duration::from_millis(w.config.runner.stall_timeout_ms);
+        let mut fetch_watch = liveness::FetchWatch::new(stall_timeout);
         let mut last_report = Instant::now();
         let mut last_written = Instant::now();
         w.write_report("running");
@@ -398,6 +415,20 @@ impl Runner {
                 tracing::error!(age_ms, "stalled: nothing committed while input was waiting; aborting and rejoining");
                 w.write_report("stalled");
                 return Err(RunnerError::Stalled { age_ms, timeout_ms: w.config.runner.stall_timeout_ms });
+            }
+            // Checks itself once per stall timeout.
+            let stuck = fetch_watch.stuck(consumer, |p| lock(&w.shared).ready(p));
+            if !stuck.is_empty() {
+                let partitions: Vec<String> = stuck
+                    .iter()
+                    .map(|(topic, p, position, end)| format!("{topic}[{p}] (at {position}, committed end {end})"))
+                    .collect();
+                tracing::error!(
+                    ?partitions,
+                    "stalled: committed input waiting but not fetched; rejoining with a new consumer"
+                );
+                w.write_report("stalled");
+                return Err(RunnerError::NotFetching { partitions, timeout_ms: w.config.runner.stall_timeout_ms });
             }
             if let Some((version, loaded)) = reloader.as_mut().and_then(Reloader::poll) {
                 w.swap(consumer, version, loaded)?;

@@ -28,7 +28,8 @@ impl RunnerError {
             | RunnerError::Transaction(_)
             | RunnerError::Rewind { .. }
             | RunnerError::Rebalance(_)
-            | RunnerError::Stalled { .. } => true,
+            | RunnerError::Stalled { .. }
+            | RunnerError::NotFetching { .. } => true,
             RunnerError::Plugin(_)
             | RunnerError::NotProvisioned { .. }
             | RunnerError::WrongService { .. }

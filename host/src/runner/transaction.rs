@@ -206,7 +206,15 @@ impl Transaction {
             for ((topic, partition), next) in &self.next {
                 offsets.add_partition_offset(topic, *partition, Offset::Offset(*next)).map_err(TxnError::Fatal)?;
             }
-            retrying(|| self.producer.producer().send_offsets_to_transaction(&offsets, group, self.timeout))?;
+            // Bounded tighter than the commit: after the group coordinator
+            // moved, librdkafka was seen retrying this call for minutes
+            // (KIP-848 group, three-broker rolling restart). Nothing is
+            // committed yet, so giving up is safe: the runner is rebuilt
+            // and replays from the committed offsets.
+            let attempt = self.timeout.min(OFFSETS_ATTEMPT_TIMEOUT);
+            retrying_up_to(OFFSETS_ATTEMPTS, || {
+                self.producer.producer().send_offsets_to_transaction(&offsets, group, attempt)
+            })?;
         }
         let offsets_sent = Instant::now();
         // A commit that timed out may still complete on the broker; only a
@@ -260,14 +268,25 @@ impl Transaction {
     }
 }
 
+/// Attempts and per-attempt timeout of `send_offsets_to_transaction`.
+const OFFSETS_ATTEMPTS: u32 = 2;
+const OFFSETS_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Retries a transaction call while librdkafka calls its error retriable.
-fn retrying(mut call: impl FnMut() -> Result<(), KafkaError>) -> Result<(), TxnError> {
+fn retrying(call: impl FnMut() -> Result<(), KafkaError>) -> Result<(), TxnError> {
+    retrying_up_to(5, call)
+}
+
+/// [`retrying`] with at most `attempts` calls; a retriable error still
+/// there after the last is fatal (the runner is rebuilt).
+fn retrying_up_to(attempts: u32, mut call: impl FnMut() -> Result<(), KafkaError>) -> Result<(), TxnError> {
     const ATTEMPTS: u32 = 5;
+    let attempts = attempts.clamp(1, ATTEMPTS);
     let mut attempt = 1;
     loop {
         match call() {
             Ok(()) => return Ok(()),
-            Err(KafkaError::Transaction(e)) if e.is_retriable() && attempt < ATTEMPTS => {
+            Err(KafkaError::Transaction(e)) if e.is_retriable() && attempt < attempts => {
                 tracing::warn!(error = %e, attempt, "retrying transaction call");
                 attempt += 1;
             }
