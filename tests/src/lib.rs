@@ -27,6 +27,9 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 pub use turnstile::load::{Buyer, Outcome, Planned, Record, check_outcome, plan_bookings, plan_single_seats};
+
+mod changelogs;
+pub use changelogs::{assert_changelogs_agree, final_statuses, seat_changelog_agrees, ticketing_changelog_agrees};
 use turnstile::naming::{self, SEAT_RESERVATION_SERVICE, TICKETING_SERVICE, TopicName};
 use turnstile::partition::booking_partition;
 use turnstile::publisher::Publisher;
