@@ -119,6 +119,9 @@ pub struct RunnerConfig {
     pub transaction_timeout_ms: u64,
     /// `max.poll.interval.ms` of the input consumer.
     pub max_poll_interval_ms: u64,
+    /// A runner loop silent this long (stuck inside one Kafka client call)
+    /// makes `turnstile run` replace its process in place.
+    pub wedge_timeout_ms: u64,
     /// How services join their consumer groups (see [`GroupProtocol`]).
     pub group_protocol: GroupProtocol,
     /// Largest record the runner produces (key, value and headers); also the
@@ -238,6 +241,7 @@ impl Default for RunnerConfig {
             transaction_timeout_ms: 15_000,
             max_poll_interval_ms: 60_000,
             group_protocol: GroupProtocol::Classic,
+            wedge_timeout_ms: 120_000,
             max_record_bytes: 1_000_000,
             restore_timeout_ms: 120_000,
             checkpoint_dir: PathBuf::from(".turnstile/checkpoints"),
@@ -537,6 +541,7 @@ impl Config {
         check_range("runner.max_record_bytes", r.max_record_bytes as i64, 1_024, 1_000_000)?;
         check_range("runner.restore_timeout_ms", r.restore_timeout_ms as i64, 1_000, 3_600_000)?;
         check_range("runner.checkpoint_interval_ms", r.checkpoint_interval_ms as i64, 0, 3_600_000)?;
+        check_range("runner.wedge_timeout_ms", r.wedge_timeout_ms as i64, 10_000, 3_600_000)?;
         // Half of the broker's default delete.retention.ms.
         check_range("runner.checkpoint_max_age_ms", r.checkpoint_max_age_ms as i64, 1_000, 43_200_000)?;
         check_range("runner.stall_timeout_ms", r.stall_timeout_ms as i64, 1_000, 3_600_000)?;

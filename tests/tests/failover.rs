@@ -20,6 +20,9 @@ use turnstile_tests::*;
 const PARTITIONS: i32 = 6;
 const CHART: &str = r#"{"rows":10,"cols":16,"sections":[{"name":"A","price":100,"subsections":3},{"name":"B","price":80,"subsections":3}]}"#;
 const BOOKINGS: usize = 300;
+/// A runner stuck inside a client call is replaced after 60 s instead of
+/// the default 120 s, so that one such restart fits the test's deadlines.
+const WATCHDOG: [(&str, &str); 1] = [("TURNSTILE_RUNNER__WEDGE_TIMEOUT_MS", "60000")];
 
 fn cluster() -> Option<LocalCluster> {
     match LocalCluster::find(3) {
@@ -46,9 +49,9 @@ impl Flow {
         let id = unique_event_id();
         let (_, chart) = provision_with_chart(id, PARTITIONS, CHART);
         let services = vec![
-            Service::start(TICKETING_SERVICE, id, "1"),
-            Service::start(TICKETING_SERVICE, id, "2"),
-            Service::start(SEAT_RESERVATION_SERVICE, id, "1"),
+            Service::start_with_env(TICKETING_SERVICE, id, "1", &WATCHDOG),
+            Service::start_with_env(TICKETING_SERVICE, id, "2", &WATCHDOG),
+            Service::start_with_env(SEAT_RESERVATION_SERVICE, id, "1", &WATCHDOG),
         ];
         let sellout = Sellout::new(id, PARTITIONS, chart.clone(), plan_bookings(&chart, BOOKINGS, id));
         let mut flow = Flow { id, services, sellout };

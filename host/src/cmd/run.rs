@@ -8,7 +8,7 @@ use turnstile::admin::{AdminError, Cluster};
 use turnstile::config::{Config, Overrides};
 use turnstile::deploy::{Store, Watcher};
 use turnstile::plugin::{EngineSettings, LoadedPlugin, PluginEngine};
-use turnstile::runner::{Identity, Reloader, Runner, RunnerError, supervisor};
+use turnstile::runner::{Identity, Reloader, Runner, RunnerError, heartbeat, supervisor};
 
 use crate::cli::{GlobalArgs, RunArgs};
 
@@ -57,7 +57,8 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
         })
     })?;
 
-    wait_for_signal(&shutdown, &worker)?;
+    let wedge_timeout = std::time::Duration::from_millis(config.runner.wedge_timeout_ms);
+    wait_for_signal(&shutdown, &worker, wedge_timeout)?;
     // Bounded: a broker that stopped answering must not keep the process
     // alive; its open transaction is aborted by the broker either way.
     let deadline = std::time::Instant::now() + std::time::Duration::from_millis(config.runner.shutdown_timeout_ms);
@@ -110,7 +111,11 @@ impl Source {
 
 /// Blocks until SIGTERM/SIGINT (then asks the runner to stop) or until the
 /// runner ends by itself.
-fn wait_for_signal<T>(shutdown: &AtomicBool, worker: &std::thread::JoinHandle<T>) -> anyhow::Result<()> {
+fn wait_for_signal<T>(
+    shutdown: &AtomicBool,
+    worker: &std::thread::JoinHandle<T>,
+    wedge_timeout: std::time::Duration,
+) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(async {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
@@ -119,13 +124,39 @@ fn wait_for_signal<T>(shutdown: &AtomicBool, worker: &std::thread::JoinHandle<T>
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => break,
                 _ = term.recv() => break,
-                _ = ticker.tick() => if worker.is_finished() { return Ok(()) },
+                _ = ticker.tick() => {
+                    if worker.is_finished() {
+                        return Ok(());
+                    }
+                    if let Some(silent) = heartbeat::silent_for().filter(|s| *s > wedge_timeout) {
+                        restart_in_place(silent);
+                    }
+                }
             }
         }
         tracing::info!("signal received; finishing the open transaction");
         shutdown.store(true, Ordering::Relaxed);
         Ok(())
     })
+}
+
+/// Replaces this process with a fresh copy of itself (same pid, arguments,
+/// environment and log files): the runner thread is stuck inside a Kafka
+/// client call that will not return (see `runner::heartbeat`), and nothing
+/// short of a new process frees it. The open transaction is fenced and
+/// aborted by the new incarnation's `init_transactions`, as after a crash.
+fn restart_in_place(silent: std::time::Duration) -> ! {
+    use std::os::unix::process::CommandExt;
+    tracing::error!(
+        silent_ms = u64::try_from(silent.as_millis()).unwrap_or(u64::MAX),
+        "the runner is stuck inside a Kafka client call (runner.wedge_timeout_ms); restarting this process in place"
+    );
+    let mut args = std::env::args_os();
+    let argv0 = args.next().unwrap_or_else(|| "turnstile".into());
+    // /proc/self/exe still names this binary if the file was replaced since.
+    let err = std::process::Command::new("/proc/self/exe").arg0(argv0).args(args).exec();
+    eprintln!("error: cannot restart in place: {err}");
+    std::process::exit(3)
 }
 
 /// Failures the user must fix are usage errors (exit 2); the rest, which a

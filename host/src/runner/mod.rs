@@ -4,6 +4,7 @@
 //! transaction. ARCHITECTURE.md walks through it.
 
 pub mod dlq;
+pub mod heartbeat;
 pub mod input;
 mod liveness;
 pub mod metrics;
@@ -329,7 +330,9 @@ impl Runner {
     /// Runs until `shutdown` is set, then commits the open transaction and
     /// leaves the group.
     pub fn run(mut self, shutdown: &AtomicBool) -> Result<MetricsSnapshot, RunnerError> {
-        match self.serve(shutdown) {
+        let served = self.serve(shutdown);
+        heartbeat::rest();
+        match served {
             Ok(()) => self.shutdown(),
             Err(err) => {
                 // Never leave the transaction to the revoke hook that
@@ -359,6 +362,7 @@ impl Runner {
             "runner started"
         );
         while !shutdown.load(Ordering::Relaxed) {
+            heartbeat::beat();
             if let Some(reason) = lock(&w.shared).fatal.take() {
                 return Err(RunnerError::Rebalance(reason));
             }

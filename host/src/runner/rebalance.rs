@@ -1,14 +1,14 @@
 //! Consumer-group rebalances: commit before partitions go; pause partitions
 //! that come until the poll loop has restored their state.
 //!
-//! Services join with Kafka 4's consumer group protocol, so a rebalance is
-//! incremental: only partitions that move are revoked and assigned, and the
-//! others keep flowing. The broker's `range` assignor gives partition p of
-//! every input topic to one member, but a member reconciles its assignment
-//! step by step, so this module never trusts it: state partition p is
-//! restored and handled only while the instance holds p of *every* input
-//! topic ("complete"); a partition held without its co-partitions stays
-//! paused and owns no state.
+//! Both group protocols (`runner.group_protocol`) assign by `range`, which
+//! gives partition p of every input topic to one member; with Kafka 4's
+//! protocol rebalances are incremental and a member reconciles its
+//! assignment step by step. This module trusts neither: state partition p
+//! is restored and handled only while the instance holds p of *every*
+//! input topic ("complete"); a partition held without its co-partitions
+//! stays paused and owns no state. Revoked partitions are checkpointed
+//! first, so a restore on this machine reads only the changelog tail.
 //!
 //! librdkafka calls these hooks from inside `poll` on the runner's own
 //! thread, so the runner never holds the shared lock across `poll`. The
