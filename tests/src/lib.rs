@@ -135,6 +135,22 @@ pub fn client_config() -> ClientConfig {
     config
 }
 
+/// An idempotent transactional producer on the broker under test, its
+/// transactions initialised: a stand-in for a previous owner writing a changelog.
+pub fn transactional_producer(
+    id: &str,
+) -> rdkafka::producer::ThreadedProducer<rdkafka::producer::DefaultProducerContext> {
+    use rdkafka::producer::Producer;
+    let producer: rdkafka::producer::ThreadedProducer<rdkafka::producer::DefaultProducerContext> = client_config()
+        .set("transactional.id", id)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .create()
+        .expect("create a transactional producer");
+    producer.init_transactions(TIMEOUT).expect("init transactions");
+    producer
+}
+
 /// A consumer that is in no group (metadata, read-back).
 pub fn plain_consumer() -> BaseConsumer {
     client_config().create().expect("create a consumer")

@@ -5,7 +5,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::producer::{BaseRecord, Producer};
 use turnstile::naming::{self, SEAT_RESERVATION_SERVICE, TICKETING_SERVICE};
 use turnstile::state::changelog;
 use turnstile::state::checkpoint::{Anchor, CheckpointDir};
@@ -15,13 +15,7 @@ const HOUR: Duration = Duration::from_secs(3600);
 
 /// Commits `keys` (value = key) to partition 0 of `topic` in one transaction.
 fn commit(topic: &str, id: &str, keys: &[&str]) {
-    let producer: ThreadedProducer<DefaultProducerContext> = client_config()
-        .set("transactional.id", id)
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        .create()
-        .expect("create a transactional producer");
-    producer.init_transactions(TIMEOUT).expect("init transactions");
+    let producer = transactional_producer(id);
     producer.begin_transaction().expect("begin");
     for key in keys {
         producer

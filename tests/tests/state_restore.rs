@@ -10,17 +10,6 @@ use turnstile::naming::{self, TICKETING_SERVICE};
 use turnstile::state::changelog;
 use turnstile_tests::*;
 
-fn transactional_producer(id: &str) -> ThreadedProducer<DefaultProducerContext> {
-    let producer: ThreadedProducer<DefaultProducerContext> = client_config()
-        .set("transactional.id", id)
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        .create()
-        .expect("create a transactional producer");
-    producer.init_transactions(TIMEOUT).expect("init transactions");
-    producer
-}
-
 fn put(producer: &ThreadedProducer<DefaultProducerContext>, topic: &str, key: &str) {
     producer
         .send(BaseRecord::to(topic).partition(0).key(key).payload(key))
