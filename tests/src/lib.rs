@@ -362,6 +362,40 @@ impl LocalCluster {
         let out = self.command(args).output().expect("local-kafka runs");
         assert!(out.status.success(), "local-kafka {args:?}: {}", String::from_utf8_lossy(&out.stderr));
     }
+
+    /// SIGSTOPs the given nodes until the guard is dropped, so that a
+    /// failing test never leaves the cluster paused for the next one.
+    pub fn pause<'a>(&'a self, nodes: &[&'a str]) -> Paused<'a> {
+        let mut paused = Paused { cluster: self, nodes: Vec::new() };
+        for node in nodes {
+            self.run(&["pause", node]);
+            paused.nodes.push(node);
+        }
+        paused
+    }
+}
+
+/// Brokers paused by [`LocalCluster::pause`]; resumed when dropped.
+pub struct Paused<'a> {
+    cluster: &'a LocalCluster,
+    nodes: Vec<&'a str>,
+}
+
+impl Paused<'_> {
+    /// Resumes the nodes now.
+    pub fn resume(self) {}
+}
+
+impl Drop for Paused<'_> {
+    fn drop(&mut self) {
+        for node in &self.nodes {
+            // Never panic here: this may run while a test is unwinding.
+            match self.cluster.command(&["resume", node]).output() {
+                Ok(out) if out.status.success() => {}
+                other => eprintln!("cannot resume broker {node}: {other:?}"),
+            }
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------

@@ -461,7 +461,12 @@ impl Runner {
     /// Commits what is open, leaves the group and flushes.
     fn shutdown(mut self) -> Result<MetricsSnapshot, RunnerError> {
         tracing::info!("shutting down: committing the open transaction");
-        self.worker.commit(&self.consumer)?;
+        if let Err(err) = self.worker.commit(&self.consumer) {
+            // As on any failure: never leave it to the revoke hook.
+            self.worker.abort_open();
+            self.worker.write_report("failed");
+            return Err(err);
+        }
         self.worker.save_checkpoints();
         // Leaving the group runs the revoke hook, which has nothing left to commit.
         self.consumer.unsubscribe();

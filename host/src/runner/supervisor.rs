@@ -98,8 +98,15 @@ pub fn supervise(
             Ok(metrics) => return Ok(metrics),
             Err(err) => err,
         };
-        if shutdown.load(Ordering::Relaxed) || !err.is_recoverable() {
+        if !err.is_recoverable() {
             return Err(err);
+        }
+        if shutdown.load(Ordering::Relaxed) {
+            // A stop asked for during an outage: what was not committed is
+            // aborted and read again by the next owner, so this is still a
+            // clean stop.
+            tracing::error!(error = %err, "stopping without committing the open transaction; the broker aborts it");
+            return Ok(MetricsSnapshot::default());
         }
         // Healthy means it worked for a while: a stall or a restore timeout
         // always takes longer than HEALTHY_RUN, and must not reset the
