@@ -16,7 +16,9 @@ const CHART: &str = r#"{"rows":4,"cols":5,"sections":[
     {"name":"B","price":300,"subsections":1},
     {"name":"C","price":700,"subsections":1}]}"#;
 const BOOKINGS: usize = 240;
-const SLOW_COMMITS: &[(&str, &str)] = &[("TURNSTILE_RUNNER__COMMIT_INTERVAL_MS", "1500")];
+/// Commits every 1.5 s, also when its input is drained.
+const SLOW_COMMITS: &[(&str, &str)] =
+    &[("TURNSTILE_RUNNER__COMMIT_INTERVAL_MS", "1500"), ("TURNSTILE_RUNNER__COMMIT_MIN_GAP_MS", "1500")];
 
 /// Runs a sellout and SIGKILLs `victim` mid-stream: after the first half of
 /// the bookings started being decided and just after the second half was

@@ -18,7 +18,11 @@ fn a_zombie_whose_transaction_timed_out_rejoins_instead_of_exiting() {
     let (_, chart) = provision_with_chart(id, PARTITIONS, CHART);
     // A long commit interval keeps the zombie's transaction open when it is
     // frozen, so the broker must abort it under the frozen process.
-    let slow = [("TURNSTILE_RUNNER__COMMIT_INTERVAL_MS", "8000"), ("TURNSTILE_RUNNER__MAX_BATCH", "100000")];
+    let slow = [
+        ("TURNSTILE_RUNNER__COMMIT_INTERVAL_MS", "8000"),
+        ("TURNSTILE_RUNNER__COMMIT_MIN_GAP_MS", "8000"),
+        ("TURNSTILE_RUNNER__MAX_BATCH", "100000"),
+    ];
     let mut zombie = Service::start_with_env(TICKETING_SERVICE, id, "1", &slow);
     let mut other = Service::start(TICKETING_SERVICE, id, "2");
     let mut seats = Service::start(SEAT_RESERVATION_SERVICE, id, "1");

@@ -1,6 +1,6 @@
 //! Partitions move between instances while bookings flow: instances join,
 //! one is killed, one leaves. With `runner.group_protocol = "consumer"`
-//! (KIP-848, opt-in) rebalances are incremental (partitions that stay are
+//! (KIP-848, the default) rebalances are incremental (partitions that stay are
 //! never revoked or restored again); partition p of both ticketing inputs
 //! always sits on one instance, and every booking is decided once.
 
@@ -57,7 +57,8 @@ fn flow(sellout: &mut Sellout, n: usize, for_at_least: Duration, co: &mut CoLoca
     }
 }
 
-/// The services of this test join with Kafka 4's consumer group protocol.
+/// The services of this test join with Kafka 4's consumer group protocol
+/// even if the environment's default changes.
 const CONSUMER_PROTOCOL: [(&str, &str); 1] = [("TURNSTILE_RUNNER__GROUP_PROTOCOL", "consumer")];
 
 fn start(service: &str, id: u64, instance: &str) -> Service {

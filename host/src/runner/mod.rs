@@ -348,6 +348,7 @@ impl Runner {
         let Runner { consumer, inputs, worker: w, reloader } = self;
         let interval = Duration::from_millis(w.config.runner.commit_interval_ms);
         let max_batch = w.config.runner.max_batch;
+        let min_gap = Duration::from_millis(w.config.runner.commit_min_gap_ms);
         let stall_timeout = Duration::from_millis(w.config.runner.stall_timeout_ms);
         let mut fetch_watch = liveness::FetchWatch::new(stall_timeout);
         let mut last_report = Instant::now();
@@ -366,13 +367,18 @@ impl Runner {
             if let Some(reason) = lock(&w.shared).fatal.take() {
                 return Err(RunnerError::Rebalance(reason));
             }
-            // A critical output commits as soon as no more input is waiting:
-            // at once when idle, with the messages already fetched under load.
-            let critical = lock(&w.shared).txn.is_critical();
-            let wait = if critical || w.restore.is_some() {
-                Duration::ZERO
-            } else {
-                lock(&w.shared).txn.time_left(interval).clamp(Duration::from_millis(1), Duration::from_millis(100))
+            // An open transaction commits as soon as no more input is
+            // waiting (a critical one at once, any other once it is
+            // `commit_min_gap_ms` old); under load the fetched messages keep
+            // coming and it grows up to `max_batch` or `commit_interval_ms`.
+            let (critical, open_for) = {
+                let shared = lock(&w.shared);
+                (shared.txn.is_critical(), shared.txn.is_open().then(|| shared.txn.open_for()))
+            };
+            let wait = match open_for {
+                _ if critical || w.restore.is_some() => Duration::ZERO,
+                Some(open_for) => min_gap.saturating_sub(open_for).min(interval.saturating_sub(open_for)),
+                None => Duration::from_millis(100),
             };
             let idle = match consumer.poll(wait) {
                 None => true,
@@ -405,7 +411,11 @@ impl Runner {
                 w.reset_plugin();
             }
             w.step_restore(consumer, inputs)?;
-            let due = lock(&w.shared).txn.is_due(interval, max_batch) || (critical && idle);
+            let due = {
+                let txn = &lock(&w.shared).txn;
+                let drained = idle && txn.is_open() && (critical || txn.open_for() >= min_gap);
+                drained || txn.is_due(interval, max_batch)
+            };
             if due {
                 w.commit(consumer)?;
             }

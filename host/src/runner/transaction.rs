@@ -137,11 +137,6 @@ impl Transaction {
         if self.open { self.started.elapsed() } else { Duration::ZERO }
     }
 
-    /// Time left until the transaction is due by age.
-    pub fn time_left(&self, interval: Duration) -> Duration {
-        if self.open { interval.saturating_sub(self.started.elapsed()) } else { interval }
-    }
-
     /// Writes the state changes, commits outputs, changelog and offsets, and
     /// promotes the state. On failure the transaction is aborted, the state
     /// rolled back, and the error says whether the producer survived.
