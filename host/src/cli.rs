@@ -61,6 +61,46 @@ pub enum Command {
     Plugins(PluginsArgs),
     /// Point a service back at an earlier deployed version.
     Rollback(RollbackArgs),
+    /// Benchmarks against the configured Kafka (see BENCHMARKS.md).
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Pre-fill one service's inputs on a fresh event, start the service and
+    /// time how fast it drains them; then move the same records through a
+    /// plain consume → produce passthrough (no plugin, no transactions) on
+    /// the same broker, the limit to compare with.
+    Drain(DrainArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DrainArgs {
+    /// The service to drain: ticketing-service or seat-reservation-service.
+    #[arg(long)]
+    pub service: String,
+    /// Event id; it must not exist yet [default: a fresh one].
+    #[arg(long)]
+    pub event: Option<u64>,
+    /// Input records to pre-fill (besides the seating chart's configure commands).
+    #[arg(long, default_value_t = 100_000)]
+    pub messages: usize,
+    /// Seating chart [default: sections A–J, 10 subsections of 25 × 20 seats].
+    #[arg(long, value_name = "FILE")]
+    pub seating: Option<PathBuf>,
+    /// Also write the results as JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Directory holding the plugin builds [default: target/wasm32-wasip2/release].
+    #[arg(long, value_name = "DIR")]
+    pub plugin_dir: Option<PathBuf>,
+    /// Seed of the deterministic input.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Give up on either drain after this many seconds.
+    #[arg(long, default_value_t = 600)]
+    pub timeout: u64,
 }
 
 #[derive(Debug, Args)]
@@ -205,6 +245,13 @@ pub struct SelloutArgs {
     /// Give up when no status arrives for this many seconds.
     #[arg(long, default_value_t = 60)]
     pub idle_timeout: u64,
+    /// Send creates at this steady rate (bookings/s, open loop) instead of
+    /// one burst, and report latency per hop; needs --duration.
+    #[arg(long, requires = "duration", conflicts_with = "bookings")]
+    pub rate: Option<u32>,
+    /// Seconds to send at --rate (bookings = rate × duration).
+    #[arg(long, requires = "rate")]
+    pub duration: Option<u32>,
 }
 
 #[derive(Debug, Args)]

@@ -12,7 +12,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use cli::{Cli, Command};
+use cli::{BenchCommand, Cli, Command};
 
 fn main() -> ExitCode {
     // Die quietly on a closed pipe (`turnstile status | head`) like other
@@ -48,6 +48,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Deploy(args) => cmd::deploy::run(&global, args),
         Command::Plugins(args) => cmd::plugins::run(&global, args),
         Command::Rollback(args) => cmd::rollback::run(&global, args),
+        Command::Bench(BenchCommand::Drain(args)) => cmd::bench::drain(&global, args),
     }
 }
 

@@ -1,6 +1,8 @@
 //! One module per subcommand. Each takes the global flags and its own
 //! arguments, loads the configuration, and returns an exit code.
 
+pub mod bench;
+pub mod children;
 pub mod config;
 pub mod deploy;
 pub mod partitions;

@@ -1,10 +1,12 @@
 //! Load generation and checking, shared by the main job (`turnstile
 //! sellout`), the chaos test and the integration tests: booking plans for a
-//! seating chart, the live tally of the statuses that come back, an
+//! seating chart, deterministic input for drain benchmarks, the live tally of the statuses that come back, an
 //! independent `read_committed` reader of a topic, and the checker that
 //! holds what it read against the contract.
 
 pub mod check;
+pub mod fill;
+pub mod passthrough;
 pub mod plan;
 pub mod read;
 pub mod tally;

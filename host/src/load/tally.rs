@@ -17,9 +17,40 @@ struct Booking {
     status: Option<BookingStatus>,
     seats: Vec<SeatPosition>,
     decided: Option<Duration>,
+    /// Command → each milestone, when seen (see [`Milestone`]).
+    milestones: [Option<Duration>; Milestone::ALL.len()],
     /// A pay or cancel was sent and is not yet answered.
     awaiting_follow_up: bool,
     status_messages: u32,
+}
+
+/// Points on a booking's way that the client can see and time from its
+/// command: the two hops inside (ticketing's seat request, the seat
+/// service's result), the first decided answer, and the last status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Milestone {
+    /// `reserve_seats` committed on `ticket-command-request`.
+    Request,
+    /// Its answer committed on `seat-reservation-result`.
+    Result,
+    /// `pending_payment` committed on `booking-status-changed`.
+    PendingPayment,
+    /// `completed`, `cancelled` or `failed`.
+    Final,
+}
+
+impl Milestone {
+    pub const ALL: [Milestone; 4] =
+        [Milestone::Request, Milestone::Result, Milestone::PendingPayment, Milestone::Final];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Milestone::Request => "command → seat request",
+            Milestone::Result => "command → seat result",
+            Milestone::PendingPayment => "command → pending_payment",
+            Milestone::Final => "command → final status",
+        }
+    }
 }
 
 /// What the client knows about every booking it sent.
@@ -59,6 +90,7 @@ impl Tally {
                 status: None,
                 seats: Vec::new(),
                 decided: None,
+                milestones: Default::default(),
                 awaiting_follow_up: false,
                 status_messages: 0,
             },
@@ -75,6 +107,14 @@ impl Tally {
                 self.settled -= 1;
             }
             b.awaiting_follow_up = true;
+        }
+    }
+
+    /// Records that `milestone` of a booking was seen at `at` (the first
+    /// time counts).
+    pub fn reached(&mut self, booking_id: &str, milestone: Milestone, at: Instant) {
+        if let Some(b) = self.bookings.get_mut(booking_id) {
+            b.milestones[milestone as usize].get_or_insert(at.saturating_duration_since(b.sent));
         }
     }
 
@@ -115,6 +155,14 @@ impl Tally {
         }
         if matches!(msg.status, BookingStatus::Completed | BookingStatus::Cancelled) {
             b.awaiting_follow_up = false;
+        }
+        let milestone = match msg.status {
+            BookingStatus::PendingPayment => Some(Milestone::PendingPayment),
+            BookingStatus::Completed | BookingStatus::Cancelled | BookingStatus::Failed => Some(Milestone::Final),
+            BookingStatus::Processing => None,
+        };
+        if let Some(m) = milestone {
+            b.milestones[m as usize].get_or_insert(at.saturating_duration_since(b.sent));
         }
         if is_decided(msg.status) && b.decided.is_none() {
             b.decided = Some(at.saturating_duration_since(b.sent));
@@ -184,13 +232,21 @@ impl Tally {
             s.free = s.capacity.saturating_sub(s.sold + s.reserved);
         }
         latencies.sort_unstable();
-        let percentile = |q: f64| -> Option<Duration> {
-            if latencies.is_empty() {
-                return None;
-            }
-            let i = ((latencies.len() as f64 * q).ceil() as usize).clamp(1, latencies.len()) - 1;
-            Some(latencies[i])
-        };
+        let milestones = Milestone::ALL
+            .iter()
+            .filter_map(|&m| {
+                let mut times: Vec<Duration> =
+                    self.bookings.values().filter_map(|b| b.milestones[m as usize]).collect();
+                times.sort_unstable();
+                Some(Percentiles {
+                    milestone: m,
+                    count: times.len(),
+                    p50: percentile(&times, 0.50)?,
+                    p99: percentile(&times, 0.99)?,
+                    p999: percentile(&times, 0.999)?,
+                })
+            })
+            .collect();
         let elapsed = match (self.first_sent, self.last_decided) {
             (Some(a), Some(b)) => b.saturating_duration_since(a),
             _ => Duration::ZERO,
@@ -202,11 +258,31 @@ impl Tally {
             oversold_seats: holders.values().filter(|&&n| n > 1).count() as u64,
             undecided: self.bookings.values().filter(|b| b.decided.is_none()).count() as u64,
             elapsed,
-            p50: percentile(0.50),
-            p99: percentile(0.99),
+            p50: percentile(&latencies, 0.50),
+            p99: percentile(&latencies, 0.99),
+            milestones,
             duplicate_status_messages,
         }
     }
+}
+
+/// The `q` quantile of sorted `values` (nearest rank).
+fn percentile(values: &[Duration], q: f64) -> Option<Duration> {
+    if values.is_empty() {
+        return None;
+    }
+    let i = ((values.len() as f64 * q).ceil() as usize).clamp(1, values.len()) - 1;
+    Some(values[i])
+}
+
+/// Latency to one milestone over the bookings that reached it.
+#[derive(Debug, Clone)]
+pub struct Percentiles {
+    pub milestone: Milestone,
+    pub count: usize,
+    pub p50: Duration,
+    pub p99: Duration,
+    pub p999: Duration,
 }
 
 fn status_name(s: BookingStatus) -> &'static str {
@@ -242,6 +318,8 @@ pub struct Summary {
     pub elapsed: Duration,
     pub p50: Option<Duration>,
     pub p99: Option<Duration>,
+    /// Latency to each milestone that some booking reached.
+    pub milestones: Vec<Percentiles>,
     /// Status messages beyond what the rules allow per booking.
     pub duplicate_status_messages: u64,
 }
@@ -288,7 +366,22 @@ impl fmt::Display for Summary {
         writeln!(f, "elapsed: {:.2} s", self.elapsed.as_secs_f64())?;
         writeln!(f, "throughput: {:.0} bookings/s", self.bookings_per_second())?;
         let ms = |d: Option<Duration>| d.map_or("-".to_owned(), |d| format!("{:.1} ms", d.as_secs_f64() * 1000.0));
-        writeln!(f, "latency command → decided: p50 {}, p99 {}", ms(self.p50), ms(self.p99))
+        writeln!(f, "latency command → decided: p50 {}, p99 {}", ms(self.p50), ms(self.p99))?;
+        if !self.milestones.is_empty() {
+            writeln!(f, "  {:<28} {:>8} {:>10} {:>10} {:>10}", "latency", "bookings", "p50", "p99", "p99.9")?;
+        }
+        for m in &self.milestones {
+            writeln!(
+                f,
+                "  {:<28} {:>8} {:>10} {:>10} {:>10}",
+                m.milestone.name(),
+                m.count,
+                ms(Some(m.p50)),
+                ms(Some(m.p99)),
+                ms(Some(m.p999))
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -338,6 +431,10 @@ mod tests {
         assert_eq!(s.oversold_seats, 1, "seat 1-2 is held by a and b");
         assert_eq!(s.p50, Some(Duration::from_millis(7)));
         assert_eq!(s.p99, Some(Duration::from_millis(9)));
+        let pending = s.milestones.iter().find(|m| m.milestone == Milestone::PendingPayment).unwrap();
+        assert_eq!((pending.count, pending.p50, pending.p99), (2, Duration::from_millis(5), Duration::from_millis(9)));
+        let last = s.milestones.iter().find(|m| m.milestone == Milestone::Final).unwrap();
+        assert_eq!((last.count, last.p999), (2, Duration::from_millis(20)), "c failed at 7 ms, a completed at 20 ms");
         assert!(!s.is_clean());
     }
 
