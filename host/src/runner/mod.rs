@@ -371,11 +371,16 @@ impl Runner {
             // waiting (a critical one at once, any other once it is
             // `commit_min_gap_ms` old); under load the fetched messages keep
             // coming and it grows up to `max_batch` or `commit_interval_ms`.
-            let (critical, open_for) = {
+            let (critical, open_for, committing) = {
                 let shared = lock(&w.shared);
-                (shared.txn.is_critical(), shared.txn.is_open().then(|| shared.txn.open_for()))
+                (
+                    shared.txn.is_critical(),
+                    shared.txn.is_open().then(|| shared.txn.open_for()),
+                    shared.txn.is_committing(),
+                )
             };
             let wait = match open_for {
+                _ if committing => Duration::from_millis(1),
                 _ if critical || w.restore.is_some() => Duration::ZERO,
                 Some(open_for) => min_gap.saturating_sub(open_for).min(interval.saturating_sub(open_for)),
                 None => Duration::from_millis(100),
@@ -411,13 +416,18 @@ impl Runner {
                 w.reset_plugin();
             }
             w.step_restore(consumer, inputs)?;
+            // The commit in flight, if it has landed; then the next one. A
+            // drained transaction waits for the one in flight to land; one
+            // due by size or age waits for nothing (start_commit blocks
+            // until the one before it has landed).
+            w.settle(consumer, false)?;
             let due = {
                 let txn = &lock(&w.shared).txn;
                 let drained = idle && txn.is_open() && (critical || txn.open_for() >= min_gap);
-                drained || txn.is_due(interval, max_batch)
+                (drained && !txn.is_committing()) || txn.is_due(interval, max_batch)
             };
             if due {
-                w.commit(consumer)?;
+                w.start_commit(consumer)?;
             }
             // A transaction that stays open far past its interval means the
             // commits are not getting through: say so, and let the
@@ -886,7 +896,7 @@ impl Worker {
     fn abort_open(&mut self) {
         let mut shared = lock(&self.shared);
         let Shared { txn, state, .. } = &mut *shared;
-        if txn.is_open() {
+        if txn.is_open() || txn.is_committing() {
             let mut state = lock(state);
             match txn.abort(&mut state) {
                 Ok(_) => tracing::info!("aborted the open transaction"),
@@ -897,34 +907,76 @@ impl Worker {
         }
     }
 
-    /// Commits the open transaction; on an abortable failure rewinds the
-    /// consumer to the transaction's first offsets and goes on.
+    /// Commits the open transaction and waits until it (and any commit in
+    /// flight before it) has landed; see [`Worker::committed`] for failures.
     fn commit(&mut self, consumer: &BaseConsumer<RunnerContext>) -> Result<(), RunnerError> {
         let Some(group) = consumer.group_metadata() else {
             return Ok(());
         };
-        let mut shared = lock(&self.shared);
-        let Shared { txn, state, checkpoints, .. } = &mut *shared;
-        if !txn.is_open() {
+        let result = {
+            let mut shared = lock(&self.shared);
+            let Shared { txn, state, .. } = &mut *shared;
+            txn.commit(&mut lock(state), group)
+        };
+        self.committed(consumer, result)
+    }
+
+    /// Starts committing the open transaction and returns while it
+    /// commits, so the loop goes on handling the next messages; waits first
+    /// for a commit still in flight.
+    fn start_commit(&mut self, consumer: &BaseConsumer<RunnerContext>) -> Result<(), RunnerError> {
+        let Some(group) = consumer.group_metadata() else {
             return Ok(());
+        };
+        let result = {
+            let mut shared = lock(&self.shared);
+            let Shared { txn, state, .. } = &mut *shared;
+            txn.start_commit(&mut lock(state), group)
+        };
+        self.committed(consumer, result)
+    }
+
+    /// Collects the commit in flight if it has ended (`block`: once it ends).
+    fn settle(&mut self, consumer: &BaseConsumer<RunnerContext>, block: bool) -> Result<(), RunnerError> {
+        let result = {
+            let mut shared = lock(&self.shared);
+            let Shared { txn, state, .. } = &mut *shared;
+            txn.settle(&mut lock(state), block)
+        };
+        match result {
+            Some(result) => self.committed(consumer, result),
+            None => Ok(()),
         }
-        let mut state = lock(state);
-        match txn.commit(&mut state, &group) {
+    }
+
+    /// Books the outcome of a commit. A landed one counts and may be
+    /// checkpointed; on an abortable failure the consumer rewinds to the
+    /// first offsets of what was lost and the loop goes on.
+    fn committed(
+        &mut self,
+        consumer: &BaseConsumer<RunnerContext>,
+        result: Result<(), TxnError>,
+    ) -> Result<(), RunnerError> {
+        match result {
             Ok(()) => {
-                Metrics::add(&self.metrics.transactions_committed, 1);
-                self.last_commit = Instant::now();
+                let landed = lock(&self.shared).txn.take_landed();
+                if landed > 0 {
+                    Metrics::add(&self.metrics.transactions_committed, landed);
+                    self.last_commit = Instant::now();
+                }
                 let interval = Duration::from_millis(self.config.runner.checkpoint_interval_ms);
-                if let Some(dir) = checkpoints.as_ref().filter(|_| self.last_checkpoint.elapsed() >= interval) {
-                    checkpoint::save(dir, &self.changelog_topic, &mut state, None);
-                    self.last_checkpoint = Instant::now();
+                if landed > 0 && self.last_checkpoint.elapsed() >= interval {
+                    let shared = lock(&self.shared);
+                    if let Some(dir) = shared.checkpoints.as_ref() {
+                        checkpoint::save(dir, &self.changelog_topic, &mut lock(&shared.state), None);
+                        self.last_checkpoint = Instant::now();
+                    }
                 }
                 Ok(())
             }
             Err(err @ (TxnError::Aborted(_) | TxnError::Poisoned)) => {
                 Metrics::add(&self.metrics.transactions_aborted, 1);
-                let rewind = txn.take_rewind();
-                drop(state);
-                drop(shared);
+                let rewind = lock(&self.shared).txn.take_rewind();
                 tracing::warn!(error = %err, partitions = rewind.len(), "transaction aborted; rewinding to its first offsets");
                 self.reset_plugin();
                 for ((topic, partition), offset) in rewind {

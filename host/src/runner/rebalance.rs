@@ -101,11 +101,12 @@ impl ConsumerContext for RunnerContext {
             &mut *shared;
         *plugin_stale = true;
         let mut state = lock(state);
-        if txn.is_open() {
-            // A poisoned transaction holds part of a message: never commit it.
+        if txn.is_open() || txn.is_committing() {
+            // Both wait for a commit in flight first. A poisoned transaction
+            // holds part of a message: never commit it.
             let lost = consumer.assignment_lost() || txn.is_poisoned();
             let outcome = match (lost, consumer.group_metadata()) {
-                (false, Some(group)) => txn.commit(&mut state, &group).map(|()| "committed"),
+                (false, Some(group)) => txn.commit(&mut state, group).map(|()| "committed"),
                 _ => txn.abort(&mut state).map(|_| "aborted"),
             };
             match outcome {
@@ -115,8 +116,12 @@ impl ConsumerContext for RunnerContext {
                     *fatal = Some(format!("transactional producer failed at rebalance: {err}"));
                 }
                 Err(err) => {
-                    tracing::warn!(error = %err, "open transaction lost at rebalance; the new owner replays it");
+                    // Revoked partitions are replayed by their new owner; the
+                    // ones kept would have to be rewound, which a rebuild
+                    // from the committed offsets does for certain.
+                    tracing::warn!(error = %err, "open transaction lost at rebalance; rejoining from the committed offsets");
                     txn.take_rewind();
+                    *fatal = Some(format!("transaction lost at rebalance: {err}"));
                 }
             }
         }

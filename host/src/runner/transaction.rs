@@ -4,8 +4,10 @@
 //! A transaction commits outputs, changelog records and consumed offsets
 //! atomically (`send_offsets_to_transaction` with the consumer's group
 //! metadata), so a `read_committed` reader sees all of a batch or none of it.
+//! While one commits, the next is built (see [`Transaction`]).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::ConsumerGroupMetadata;
@@ -15,7 +17,7 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use crate::publisher::{PublishError, Publisher, Record};
 use crate::state::ServiceState;
-use crate::state::checkpoint::Anchor;
+use crate::state::checkpoint::{self, Anchor};
 
 /// How a failed transaction call must be handled.
 #[derive(Debug, thiserror::Error)]
@@ -32,17 +34,53 @@ pub enum TxnError {
     /// aborted instead of committed; rewind and replay it.
     #[error("transaction aborted: a record of it could not be sent")]
     Poisoned,
+    /// The commit thread could not start or died; the runner is rebuilt.
+    #[error("transaction commit thread: {0}")]
+    Committer(String),
 }
 
 /// An input partition, by topic name and number.
 pub type InputPartition = (String, i32);
 
-/// The open transaction and the transactional producer that carries it.
+/// A record produced while the previous transaction was still committing:
+/// it goes out once the next transaction has begun.
+struct Held {
+    topic: String,
+    partition: i32,
+    key: Vec<u8>,
+    payload: Vec<u8>,
+    headers: Vec<(String, Vec<u8>)>,
+}
+
+/// A commit running on its own thread, and what is needed once it ends.
+struct InFlight {
+    handle: std::thread::JoinHandle<Result<HashMap<i32, i64>, TxnError>>,
+    /// Digest of the last changelog record of each partition with writes.
+    last: HashMap<i32, String>,
+    /// Where a failure rewinds to.
+    first: HashMap<InputPartition, i64>,
+    messages: usize,
+}
+
+/// The open transaction, at most one committing before it, and the
+/// transactional producer that carries them.
+///
+/// A commit ([`Transaction::start_commit`]) sends the changelog records at
+/// once and leaves the rest (waiting for delivery, the offsets, the commit
+/// itself) to a thread, while the runner goes on handling the next messages
+/// into a new transaction on top of the committing state. Until the commit
+/// lands that transaction cannot begin on the broker, so its records are
+/// held in memory and sent when it does. If the commit fails, both are
+/// lost together: the state writes of both are dropped and the consumer
+/// rewinds to the first offsets of the older one, exactly as for one.
 pub struct Transaction {
-    producer: Publisher,
+    producer: Arc<Publisher>,
     changelog_topic: String,
     timeout: Duration,
+    /// Messages are accumulating in a transaction.
     open: bool,
+    /// `begin_transaction` ran for it (not yet while one is in flight).
+    begun: bool,
     started: Instant,
     messages: usize,
     critical: bool,
@@ -53,42 +91,76 @@ pub struct Transaction {
     next: HashMap<InputPartition, i64>,
     /// First offset handled in this transaction: where an abort rewinds to.
     first: HashMap<InputPartition, i64>,
+    held: Vec<Held>,
+    in_flight: Option<InFlight>,
+    /// Commits landed since [`Transaction::take_landed`] was last called.
+    landed: u64,
 }
 
 impl Transaction {
     /// Wraps a transactional producer whose `init_transactions` has run.
     pub fn new(producer: Publisher, changelog_topic: String, timeout: Duration) -> Self {
         Transaction {
-            producer,
+            producer: Arc::new(producer),
             changelog_topic,
             timeout,
             open: false,
+            begun: false,
             started: Instant::now(),
             messages: 0,
             critical: false,
             poisoned: false,
             next: HashMap::new(),
             first: HashMap::new(),
+            held: Vec::new(),
+            in_flight: None,
+            landed: 0,
         }
     }
 
+    /// Whether messages are accumulating in a transaction.
     pub fn is_open(&self) -> bool {
         self.open
     }
 
-    /// Begins a transaction unless one is open.
+    /// How many commits landed since the last call.
+    pub fn take_landed(&mut self) -> u64 {
+        std::mem::take(&mut self.landed)
+    }
+
+    /// Whether a commit is in flight.
+    pub fn is_committing(&self) -> bool {
+        self.in_flight.is_some()
+    }
+
+    /// Opens a transaction unless one is open; while a commit is in flight
+    /// it begins on the broker when that lands.
     pub fn ensure_open(&mut self) -> Result<(), TxnError> {
         if !self.open {
-            self.producer.producer().begin_transaction().map_err(classify)?;
+            if self.in_flight.is_none() {
+                self.producer.producer().begin_transaction().map_err(classify)?;
+                self.begun = true;
+            }
             self.open = true;
             self.started = Instant::now();
         }
         Ok(())
     }
 
-    /// Queues one record in the open transaction.
+    /// Queues one record in the open transaction (or holds it until the
+    /// transaction has begun).
     pub fn send(&mut self, record: Record<'_>) -> Result<(), TxnError> {
-        self.producer.send(record)?;
+        if self.begun {
+            self.producer.send(record)?;
+        } else {
+            self.held.push(Held {
+                topic: record.topic.to_owned(),
+                partition: record.partition,
+                key: record.key.to_vec(),
+                payload: record.payload.to_vec(),
+                headers: record.headers.iter().map(|(k, v)| ((*k).to_owned(), v.to_vec())).collect(),
+            });
+        }
         Ok(())
     }
 
@@ -137,10 +209,22 @@ impl Transaction {
         if self.open { self.started.elapsed() } else { Duration::ZERO }
     }
 
-    /// Writes the state changes, commits outputs, changelog and offsets, and
-    /// promotes the state. On failure the transaction is aborted, the state
-    /// rolled back, and the error says whether the producer survived.
-    pub fn commit(&mut self, state: &mut ServiceState, group: &ConsumerGroupMetadata) -> Result<(), TxnError> {
+    /// Commits the open transaction and waits for it (and for any commit
+    /// still in flight before it). On failure the transaction is aborted,
+    /// the state rolled back, and the error says whether the producer
+    /// survived.
+    pub fn commit(&mut self, state: &mut ServiceState, group: ConsumerGroupMetadata) -> Result<(), TxnError> {
+        self.start_commit(state, group)?;
+        self.settle(state, true).unwrap_or(Ok(()))
+    }
+
+    /// Starts committing the open transaction and returns; the commit runs
+    /// on its own thread ([`Transaction::settle`] collects it). Waits first
+    /// for a commit still in flight. A poisoned transaction is aborted here.
+    pub fn start_commit(&mut self, state: &mut ServiceState, group: ConsumerGroupMetadata) -> Result<(), TxnError> {
+        if let Some(result) = self.settle(state, true) {
+            result?;
+        }
         if !self.open {
             return Ok(());
         }
@@ -149,104 +233,154 @@ impl Transaction {
             // (`take_rewind`), or the aborted messages would be skipped.
             state.abort();
             self.open = false;
+            self.begun = false;
             return Err(match self.producer.producer().abort_transaction(self.timeout) {
                 Ok(()) => TxnError::Poisoned,
                 Err(err) => classify(err),
             });
         }
-        let result = self.try_commit(state, group);
-        match result {
-            Ok(mut anchors) => {
-                state.commit(&mut anchors);
-                self.reset();
-                Ok(())
-            }
-            Err(err) => {
-                state.abort();
-                if !matches!(err, TxnError::Fatal(_)) {
-                    // Abort errors here leave nothing more to do than report the first.
-                    let _ = self.producer.producer().abort_transaction(self.timeout);
-                }
-                self.open = false;
-                Err(err)
-            }
-        }
-    }
-
-    /// Sends the changelog records, the offsets and the commit; returns the
-    /// anchor (last changelog record) of each partition with writes.
-    fn try_commit(
-        &mut self,
-        state: &ServiceState,
-        group: &ConsumerGroupMetadata,
-    ) -> Result<HashMap<i32, Anchor>, TxnError> {
         // Records of earlier, aborted transactions must not anchor this one.
         self.producer.take_delivered();
         let mut last = HashMap::new();
-        for (partition, pstate) in state.partitions() {
+        let mut sent = Ok(());
+        'send: for (partition, pstate) in state.partitions() {
             for (key, value) in pstate.transaction_writes() {
-                self.producer.send_raw(&self.changelog_topic, partition, key, value)?;
-                last.insert(partition, (key, value));
+                if let Err(err) = self.producer.send_raw(&self.changelog_topic, partition, key, value) {
+                    sent = Err(err);
+                    break 'send;
+                }
+                last.insert(partition, checkpoint::digest(key, value));
             }
         }
-        let started = Instant::now();
-        // Every record of the transaction is delivered before its offsets go
-        // in, so nothing of it is still in flight when the commit is asked
-        // for. See `Publisher::wait_delivered`: without it every commit took
-        // 100 ms.
-        self.producer.wait_delivered(self.timeout);
-        let delivered = Instant::now();
-        if !self.next.is_empty() {
-            let mut offsets = TopicPartitionList::new();
-            for ((topic, partition), next) in &self.next {
-                offsets.add_partition_offset(topic, *partition, Offset::Offset(*next)).map_err(TxnError::Fatal)?;
-            }
-            // Bounded tighter than the commit: after the group coordinator
-            // moved, librdkafka was seen retrying this call for minutes
-            // (KIP-848 group, three-broker rolling restart). Nothing is
-            // committed yet, so giving up is safe: the runner is rebuilt
-            // and replays from the committed offsets.
-            let attempt = self.timeout.min(OFFSETS_ATTEMPT_TIMEOUT);
-            retrying_up_to(OFFSETS_ATTEMPTS, || {
-                self.producer.producer().send_offsets_to_transaction(&offsets, group, attempt)
-            })?;
+        if let Err(err) = sent {
+            state.abort();
+            self.open = false;
+            self.begun = false;
+            let _ = self.producer.producer().abort_transaction(self.timeout);
+            return Err(err.into());
         }
-        let offsets_sent = Instant::now();
-        // A commit that timed out may still complete on the broker; only a
-        // retry (never an abort and replay) keeps that from duplicating output.
-        let result = retrying(|| self.producer.producer().commit_transaction(self.timeout));
-        tracing::debug!(
-            messages = self.messages,
-            delivery = ?(delivered - started),
-            offsets = ?(offsets_sent - delivered),
-            commit = ?offsets_sent.elapsed(),
-            "transaction commit"
-        );
-        result?;
-        // One producer writes a partition in order, so the highest offset
-        // delivered is the last record sent to it.
-        let delivered = self.producer.take_delivered();
-        Ok(last
-            .into_iter()
-            .filter_map(|(p, (key, value))| delivered.get(&p).map(|&offset| (p, Anchor::of(offset, key, value))))
-            .collect())
+        state.start_commit();
+        let mut offsets = TopicPartitionList::new();
+        for ((topic, partition), next) in &self.next {
+            offsets.add_partition_offset(topic, *partition, Offset::Offset(*next)).map_err(TxnError::Fatal)?;
+        }
+        let (producer, timeout, messages) = (self.producer.clone(), self.timeout, self.messages);
+        let handle = std::thread::Builder::new()
+            .name("turnstile-commit".into())
+            .spawn(move || finish_commit(&producer, &offsets, &group, timeout, messages))
+            .map_err(|e| TxnError::Committer(e.to_string()))?;
+        self.in_flight = Some(InFlight { handle, last, first: std::mem::take(&mut self.first), messages });
+        self.open = false;
+        self.begun = false;
+        self.messages = 0;
+        self.critical = false;
+        self.next.clear();
+        Ok(())
     }
 
-    /// Aborts the open transaction and forgets its state writes. Returns the
-    /// offsets to rewind the consumer to.
+    /// Collects the commit in flight if it has ended (or, with `block`,
+    /// once it ends): promotes its state, and begins the open transaction
+    /// with what it held. `None` if no commit was in flight or it is still
+    /// running. On failure everything uncommitted is dropped and
+    /// [`Transaction::take_rewind`] gives the offsets to rewind to.
+    pub fn settle(&mut self, state: &mut ServiceState, block: bool) -> Option<Result<(), TxnError>> {
+        if !block && !self.in_flight.as_ref()?.handle.is_finished() {
+            return None;
+        }
+        let flight = self.in_flight.take()?;
+        let result =
+            flight.handle.join().unwrap_or_else(|_| Err(TxnError::Committer("the commit thread panicked".into())));
+        match result {
+            Ok(delivered) => {
+                // One producer writes a partition in order, so the highest
+                // offset delivered is the last record sent to it.
+                let mut anchors: HashMap<i32, Anchor> = flight
+                    .last
+                    .into_iter()
+                    .filter_map(|(p, digest)| delivered.get(&p).map(|&offset| (p, Anchor { offset, digest })))
+                    .collect();
+                state.commit(&mut anchors);
+                self.landed += 1;
+                tracing::trace!(messages = flight.messages, "transaction committed");
+                let begun = self.begin_held();
+                if begun.is_err() && !self.begun {
+                    // The open transaction could not begin: drop its writes
+                    // and keep its first offsets for the rewind.
+                    state.abort();
+                    self.held.clear();
+                    self.open = false;
+                    self.messages = 0;
+                    self.critical = false;
+                    self.next.clear();
+                }
+                Some(begun)
+            }
+            Err(err) => {
+                // The open transaction was built on the failed one: it goes
+                // too, and the rewind starts at the older one's first offsets.
+                state.abort();
+                for (partition, offset) in flight.first {
+                    let first = self.first.entry(partition).or_insert(offset);
+                    *first = (*first).min(offset);
+                }
+                self.held.clear();
+                self.open = false;
+                self.begun = false;
+                self.messages = 0;
+                self.critical = false;
+                self.poisoned = false;
+                self.next.clear();
+                Some(Err(err))
+            }
+        }
+    }
+
+    /// Begins the open transaction on the broker and sends what it held.
+    fn begin_held(&mut self) -> Result<(), TxnError> {
+        if !self.open || self.begun {
+            return Ok(());
+        }
+        self.producer.producer().begin_transaction().map_err(classify)?;
+        self.begun = true;
+        for held in std::mem::take(&mut self.held) {
+            let headers: Vec<(&str, &[u8])> = held.headers.iter().map(|(k, v)| (k.as_str(), v.as_slice())).collect();
+            let record = Record {
+                topic: &held.topic,
+                partition: held.partition,
+                key: &held.key,
+                payload: &held.payload,
+                headers: &headers,
+            };
+            if let Err(err) = self.producer.send(record) {
+                self.poisoned = true;
+                return Err(err.into());
+            }
+        }
+        Ok(())
+    }
+
+    /// Aborts the open transaction (after the commit in flight, if any,
+    /// has ended) and forgets its state writes. Returns the offsets to
+    /// rewind the consumer to.
     pub fn abort(&mut self, state: &mut ServiceState) -> Result<Vec<(InputPartition, i64)>, TxnError> {
+        // A commit in flight either lands (then only the open transaction
+        // is undone) or fails (then both are, and the rewind covers both).
+        let settled = self.settle(state, true);
         state.abort();
         let rewind = self.first.drain().collect();
-        if self.open {
-            self.open = false;
-            self.reset();
+        let begun = self.begun;
+        self.reset();
+        if begun {
             self.producer.producer().abort_transaction(self.timeout).map_err(classify)?;
         }
-        Ok(rewind)
+        match settled {
+            Some(Err(err @ TxnError::Fatal(_))) => Err(err),
+            _ => Ok(rewind),
+        }
     }
 
     /// Where to rewind after a failed commit: the first offsets of the
-    /// transaction that was lost.
+    /// transactions that were lost.
     pub fn take_rewind(&mut self) -> Vec<(InputPartition, i64)> {
         let rewind = self.first.drain().collect();
         self.reset();
@@ -255,11 +389,67 @@ impl Transaction {
 
     fn reset(&mut self) {
         self.open = false;
+        self.begun = false;
         self.messages = 0;
         self.critical = false;
         self.poisoned = false;
         self.next.clear();
         self.first.clear();
+        self.held.clear();
+    }
+}
+
+/// The part of a commit that waits: every record delivered, the offsets
+/// added, the commit. Runs on the commit thread; aborts on an abortable
+/// failure. Returns the last changelog offset delivered per partition.
+fn finish_commit(
+    producer: &Publisher,
+    offsets: &TopicPartitionList,
+    group: &ConsumerGroupMetadata,
+    timeout: Duration,
+    messages: usize,
+) -> Result<HashMap<i32, i64>, TxnError> {
+    let result = (|| {
+        let started = Instant::now();
+        // Every record of the transaction is delivered before its offsets go
+        // in, so nothing of it is still in flight when the commit is asked
+        // for. See `Publisher::wait_delivered`: without it every commit took
+        // 100 ms.
+        producer.wait_delivered(timeout);
+        let delivered = Instant::now();
+        if offsets.count() > 0 {
+            // Bounded tighter than the commit: after the group coordinator
+            // moved, librdkafka was seen retrying this call for minutes
+            // (KIP-848 group, three-broker rolling restart). Nothing is
+            // committed yet, so giving up is safe: the runner is rebuilt
+            // and replays from the committed offsets.
+            let attempt = timeout.min(OFFSETS_ATTEMPT_TIMEOUT);
+            retrying_up_to(OFFSETS_ATTEMPTS, || {
+                producer.producer().send_offsets_to_transaction(offsets, group, attempt)
+            })?;
+        }
+        let offsets_sent = Instant::now();
+        // A commit that timed out may still complete on the broker; only a
+        // retry (never an abort and replay) keeps that from duplicating output.
+        let result = retrying(|| producer.producer().commit_transaction(timeout));
+        tracing::debug!(
+            messages,
+            delivery = ?(delivered - started),
+            offsets = ?(offsets_sent - delivered),
+            commit = ?offsets_sent.elapsed(),
+            "transaction commit"
+        );
+        result
+    })();
+    match result {
+        Ok(()) => Ok(producer.take_delivered()),
+        Err(err) => {
+            if !matches!(err, TxnError::Fatal(_)) {
+                // Abort errors here leave nothing more to do than report the first.
+                let _ = producer.producer().abort_transaction(timeout);
+            }
+            Err(err)
+        }
     }
 }
 

@@ -1,9 +1,12 @@
-//! Plugin state, kept by the host in three layers per input partition:
+//! Plugin state, kept by the host in four layers per input partition:
 //!
 //! - **committed**: the state as of the last committed Kafka transaction,
 //!   restored from the changelog topic when the partition is assigned;
-//! - **transaction**: writes of messages in the open transaction, written to
-//!   the changelog (coalesced per key) when it commits, dropped if it aborts;
+//! - **committing**: writes of the transaction whose commit is in flight
+//!   (already sent to the changelog, coalesced per key), promoted when the
+//!   commit lands and dropped if it fails;
+//! - **transaction**: writes of messages in the open transaction, which
+//!   become the committing layer when its commit starts, dropped if it aborts;
 //! - **message**: writes of the message being handled, folded into the
 //!   transaction when the plugin returns normally and dropped when the
 //!   message fails (a trap half-way through a handler leaves no trace).
@@ -26,6 +29,7 @@ type Pending = HashMap<Vec<u8>, Option<Vec<u8>>>;
 #[derive(Debug, Default)]
 pub struct PartitionState {
     committed: HashMap<Vec<u8>, Vec<u8>>,
+    committing: Pending,
     transaction: Pending,
     message: Pending,
     /// The last changelog record the committed layer includes, when known
@@ -55,7 +59,7 @@ impl PartitionState {
     }
 
     fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
-        match self.message.get(key).or_else(|| self.transaction.get(key)) {
+        match self.message.get(key).or_else(|| self.transaction.get(key)).or_else(|| self.committing.get(key)) {
             Some(pending) => pending.clone(),
             None => self.committed.get(key).cloned(),
         }
@@ -71,15 +75,26 @@ impl PartitionState {
         self.transaction.iter().map(|(k, v)| (k.as_slice(), v.as_deref()))
     }
 
-    /// Makes the transaction's writes the committed state; `anchor` is the
+    /// The open transaction's writes start committing.
+    fn start_commit(&mut self) {
+        if self.committing.is_empty() {
+            self.committing = std::mem::take(&mut self.transaction);
+        } else {
+            // Not reached (one commit is in flight at a time); kept
+            // correct anyway: newer writes win.
+            self.committing.extend(self.transaction.drain());
+        }
+    }
+
+    /// Makes the committing writes the committed state; `anchor` is the
     /// last changelog record they were written as.
     fn commit(&mut self, anchor: Option<Anchor>) {
-        if self.transaction.is_empty() {
+        if self.committing.is_empty() {
             return;
         }
         self.anchor = anchor;
         self.checkpointed = false;
-        for (key, value) in self.transaction.drain() {
+        for (key, value) in self.committing.drain() {
             match value {
                 Some(value) => self.committed.insert(key, value),
                 None => self.committed.remove(&key),
@@ -87,8 +102,10 @@ impl PartitionState {
         }
     }
 
-    /// Forgets every uncommitted write.
+    /// Forgets every uncommitted write, committing ones included: the open
+    /// transaction's were made on top of them.
     fn abort(&mut self) {
+        self.committing.clear();
         self.transaction.clear();
         self.message.clear();
     }
@@ -148,8 +165,14 @@ impl ServiceState {
         }
     }
 
-    /// The transaction committed; `anchors` holds the last changelog record
-    /// written for each partition with writes.
+    /// The open transaction's writes start committing (they are on their
+    /// way to the changelog); new writes build on them.
+    pub fn start_commit(&mut self) {
+        self.partitions.values_mut().for_each(PartitionState::start_commit);
+    }
+
+    /// The committing transaction landed; `anchors` holds the last changelog
+    /// record written for each partition with writes.
     pub fn commit(&mut self, anchors: &mut HashMap<i32, Anchor>) {
         for (p, state) in &mut self.partitions {
             state.commit(anchors.remove(p));
@@ -195,6 +218,7 @@ mod tests {
         s.select(3);
         s.put(b"k", b"1");
         s.accept_message();
+        s.start_commit();
         s.commit(&mut HashMap::new());
         s.put(b"k", b"2");
         s.accept_message();
@@ -215,9 +239,35 @@ mod tests {
         s.accept_message();
         s.select(1);
         assert_eq!(s.get(b"k"), None);
+        s.start_commit();
         s.commit(&mut HashMap::new());
         s.select(0);
         assert_eq!(s.get(b"k"), Some(b"zero".to_vec()));
+    }
+
+    #[test]
+    fn the_next_transaction_builds_on_the_committing_one() {
+        let mut s = ServiceState::default();
+        s.select(0);
+        s.put(b"a", b"1");
+        s.accept_message();
+        s.start_commit();
+        // While it commits, the next messages read and overwrite its writes.
+        assert_eq!(s.get(b"a"), Some(b"1".to_vec()));
+        s.put(b"a", b"2");
+        s.put(b"b", b"x");
+        s.accept_message();
+        let (_, p) = s.partitions().next().unwrap();
+        assert_eq!(p.transaction_writes().count(), 2, "only the open transaction's writes");
+        s.commit(&mut HashMap::new());
+        let (_, p) = s.partitions().next().unwrap();
+        assert_eq!(p.committed().get(&b"a"[..]), Some(&b"1".to_vec()), "the landed commit, not the open one");
+        assert_eq!(s.get(b"a"), Some(b"2".to_vec()));
+        // A failed commit takes the open transaction with it.
+        s.start_commit();
+        s.abort();
+        assert_eq!(s.get(b"a"), Some(b"1".to_vec()));
+        assert_eq!(s.get(b"b"), None);
     }
 
     #[test]
