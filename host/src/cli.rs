@@ -252,6 +252,11 @@ pub struct SelloutArgs {
     /// Seconds to send at --rate (bookings = rate × duration).
     #[arg(long, requires = "rate")]
     pub duration: Option<u32>,
+    /// With --rate: leave the bookings of the first SECONDS out of the
+    /// latency percentiles (a fresh event's first produce to each partition
+    /// is slow).
+    #[arg(long, default_value_t = 3, value_name = "SECONDS")]
+    pub warmup: u32,
 }
 
 #[derive(Debug, Args)]

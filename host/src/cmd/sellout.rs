@@ -70,6 +70,9 @@ pub fn run(global: &GlobalArgs, args: SelloutArgs) -> anyhow::Result<ExitCode> {
     services.stop();
     let summary = result?;
     println!("{summary}");
+    if args.rate.is_some() {
+        println!("(latency per hop: bookings sent after the first {} s of warm-up)", args.warmup);
+    }
     let cpu: Vec<String> = cpu.iter().map(|(name, secs)| format!("{name} {secs:.2} s")).collect();
     println!("cpu time: {}", cpu.join(", "));
     let problems = check(&config, &chart, event_id, &plan)?;
@@ -153,6 +156,9 @@ fn drive(
     let mut next = 0;
     let mut pending_payments = 0u64;
     let start = Instant::now();
+    if rate.is_some() {
+        tally.measure_from(start + Duration::from_secs(u64::from(args.warmup)));
+    }
     // Open loop: booking i is due at start + i / rate whether or not the
     // system keeps up, and its latency counts from then.
     let due_at = |i: usize| rate.map(|r| start + Duration::from_secs_f64(i as f64 / r));

@@ -64,6 +64,9 @@ pub struct Tally {
     /// Bookings decided and with no pay/cancel outstanding, kept as a count
     /// because the driver asks after every poll.
     settled: usize,
+    /// Milestone latencies count only bookings sent from then on (a
+    /// steady-rate run leaves out its warm-up).
+    measure_from: Option<Instant>,
 }
 
 impl Booking {
@@ -108,6 +111,11 @@ impl Tally {
             }
             b.awaiting_follow_up = true;
         }
+    }
+
+    /// Leaves bookings sent before `from` out of the milestone latencies.
+    pub fn measure_from(&mut self, from: Instant) {
+        self.measure_from = Some(from);
     }
 
     /// Records that `milestone` of a booking was seen at `at` (the first
@@ -235,8 +243,12 @@ impl Tally {
         let milestones = Milestone::ALL
             .iter()
             .filter_map(|&m| {
-                let mut times: Vec<Duration> =
-                    self.bookings.values().filter_map(|b| b.milestones[m as usize]).collect();
+                let mut times: Vec<Duration> = self
+                    .bookings
+                    .values()
+                    .filter(|b| self.measure_from.is_none_or(|from| b.sent >= from))
+                    .filter_map(|b| b.milestones[m as usize])
+                    .collect();
                 times.sort_unstable();
                 Some(Percentiles {
                     milestone: m,
