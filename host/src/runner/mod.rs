@@ -348,7 +348,7 @@ impl Runner {
         let Runner { consumer, inputs, worker: w, reloader } = self;
         let interval = Duration::from_millis(w.config.runner.commit_interval_ms);
         let max_batch = w.config.runner.max_batch;
-        let min_gap = Duration::from_millis(w.config.runner.commit_min_gap_ms);
+        let min_gap = Duration::from_millis(w.config.runner.commit_min_gap_ms).min(interval);
         let stall_timeout = Duration::from_millis(w.config.runner.stall_timeout_ms);
         let mut fetch_watch = liveness::FetchWatch::new(stall_timeout);
         let mut last_report = Instant::now();
