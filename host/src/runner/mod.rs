@@ -433,7 +433,12 @@ impl Runner {
             // commits are not getting through: say so, and let the
             // supervisor rebuild the producer and consumer (the open
             // transaction is aborted on the way out and replayed).
-            let open_for = lock(&w.shared).txn.open_for();
+            // So does a commit that has been in flight that long, even with
+            // nothing new open behind it.
+            let open_for = {
+                let txn = &lock(&w.shared).txn;
+                txn.open_for().max(txn.committing_for())
+            };
             if open_for > stall_timeout {
                 let age_ms = u64::try_from(open_for.as_millis()).unwrap_or(u64::MAX);
                 tracing::error!(age_ms, "stalled: nothing committed while input was waiting; aborting and rejoining");

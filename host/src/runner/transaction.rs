@@ -60,6 +60,7 @@ struct InFlight {
     /// Where a failure rewinds to.
     first: HashMap<InputPartition, i64>,
     messages: usize,
+    since: Instant,
 }
 
 /// The open transaction, at most one committing before it, and the
@@ -126,6 +127,11 @@ impl Transaction {
     /// How many commits landed since the last call.
     pub fn take_landed(&mut self) -> u64 {
         std::mem::take(&mut self.landed)
+    }
+
+    /// How long the commit in flight has been running (zero when none is).
+    pub fn committing_for(&self) -> Duration {
+        self.in_flight.as_ref().map_or(Duration::ZERO, |f| f.since.elapsed())
     }
 
     /// Whether a commit is in flight.
@@ -269,7 +275,8 @@ impl Transaction {
             .name("turnstile-commit".into())
             .spawn(move || finish_commit(&producer, &offsets, &group, timeout, messages))
             .map_err(|e| TxnError::Committer(e.to_string()))?;
-        self.in_flight = Some(InFlight { handle, last, first: std::mem::take(&mut self.first), messages });
+        self.in_flight =
+            Some(InFlight { handle, last, first: std::mem::take(&mut self.first), messages, since: Instant::now() });
         self.open = false;
         self.begun = false;
         self.messages = 0;
@@ -284,8 +291,22 @@ impl Transaction {
     /// running. On failure everything uncommitted is dropped and
     /// [`Transaction::take_rewind`] gives the offsets to rewind to.
     pub fn settle(&mut self, state: &mut ServiceState, block: bool) -> Option<Result<(), TxnError>> {
-        if !block && !self.in_flight.as_ref()?.handle.is_finished() {
+        let running = self.in_flight.as_ref()?;
+        if !block && !running.handle.is_finished() {
             return None;
+        }
+        // Bounded: librdkafka was seen never returning from a transaction
+        // call (ARCHITECTURE.md, "Watchdogs"). Past the longest its calls
+        // may take, give the thread up; the runner is rebuilt, and the new
+        // producer's `init_transactions` fences whatever it still does.
+        let limit = self.timeout * 2 + OFFSETS_ATTEMPT_TIMEOUT * OFFSETS_ATTEMPTS;
+        while !running.handle.is_finished() {
+            if running.since.elapsed() > limit {
+                let flight = self.in_flight.take()?;
+                let err = TxnError::Committer(format!("the commit did not finish within {limit:?}"));
+                return Some(Err(self.lost(state, flight.first, err)));
+            }
+            std::thread::sleep(Duration::from_millis(1));
         }
         let flight = self.in_flight.take()?;
         let result =
@@ -315,24 +336,26 @@ impl Transaction {
                 }
                 Some(begun)
             }
-            Err(err) => {
-                // The open transaction was built on the failed one: it goes
-                // too, and the rewind starts at the older one's first offsets.
-                state.abort();
-                for (partition, offset) in flight.first {
-                    let first = self.first.entry(partition).or_insert(offset);
-                    *first = (*first).min(offset);
-                }
-                self.held.clear();
-                self.open = false;
-                self.begun = false;
-                self.messages = 0;
-                self.critical = false;
-                self.poisoned = false;
-                self.next.clear();
-                Some(Err(err))
-            }
+            Err(err) => Some(Err(self.lost(state, flight.first, err))),
         }
+    }
+
+    /// The commit in flight failed: the open transaction was built on it
+    /// and goes too, and the rewind starts at the older one's first offsets.
+    fn lost(&mut self, state: &mut ServiceState, first: HashMap<InputPartition, i64>, err: TxnError) -> TxnError {
+        state.abort();
+        for (partition, offset) in first {
+            let first = self.first.entry(partition).or_insert(offset);
+            *first = (*first).min(offset);
+        }
+        self.held.clear();
+        self.open = false;
+        self.begun = false;
+        self.messages = 0;
+        self.critical = false;
+        self.poisoned = false;
+        self.next.clear();
+        err
     }
 
     /// Begins the open transaction on the broker and sends what it held.
