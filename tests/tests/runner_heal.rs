@@ -49,10 +49,12 @@ fn a_zombie_whose_transaction_timed_out_rejoins_instead_of_exiting() {
     result.unwrap_or_else(|e| panic!("{e}"));
     sellout.verify_eventually(Duration::from_secs(30)).assert_clean(&logs);
     zombie.check_running().unwrap_or_else(|e| panic!("the zombie must heal, not exit: {e}"));
-    // Either the abort of its timed-out transaction (then it rewinds and
-    // rejoins with the same clients) or a fatal fencing (then it rebuilds
-    // them): in both cases it noticed, and it is still here.
+    // The abort of its timed-out transaction (then it rewinds and rejoins
+    // with the same clients), the loss of its assignment (then the revoke
+    // hook aborts it and it rejoins), or a fatal fencing (then it rebuilds
+    // them): in every case it noticed, and it is still here.
     let noticed = zombie.log_lines_containing("transaction aborted; rewinding").len()
+        + zombie.log_lines_containing(r#"what="aborted" lost=true"#).len()
         + zombie.log_lines_containing("rejoining with a new producer and consumer").len();
     assert!(noticed > 0, "the zombie's transaction was aborted under it and it recovered\n{logs}");
     zombie.stop();
