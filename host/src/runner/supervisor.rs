@@ -78,7 +78,7 @@ pub fn supervise(
     mut start: impl FnMut(&Cluster) -> Result<Runner, RunnerError>,
 ) -> Result<MetricsSnapshot, RunnerError> {
     let outage = Duration::from_millis(config.kafka.outage_timeout_ms);
-    let mut failing_since: Option<Instant> = None;
+    let mut streak = Streak::default();
     let mut pause = Duration::from_millis(250);
     let mut restarts = 0u32;
     loop {
@@ -108,17 +108,13 @@ pub fn supervise(
             tracing::error!(error = %err, "stopping without committing the open transaction; the broker aborts it");
             return Ok(MetricsSnapshot::default());
         }
-        // Healthy means it worked for a while: a stall or a restore timeout
-        // always takes longer than HEALTHY_RUN, and must not reset the
-        // streak unless the attempt committed something first.
         let slow_failure = matches!(err, RunnerError::Stalled { .. } | RunnerError::Rebalance(_));
-        if attempt.elapsed() >= HEALTHY_RUN && (committed > 0 || !slow_failure) {
-            failing_since = None;
+        let failing_for = streak.failed(attempt, Instant::now(), committed, slow_failure);
+        if failing_for == Duration::ZERO {
             pause = Duration::from_millis(250);
         }
-        let since = *failing_since.get_or_insert(attempt);
-        if since.elapsed() >= outage {
-            tracing::error!(error = %err, failing_for = ?since.elapsed(), "giving up: failures lasted longer than kafka.outage_timeout_ms");
+        if failing_for >= outage {
+            tracing::error!(error = %err, ?failing_for, "giving up: failures lasted longer than kafka.outage_timeout_ms");
             return Err(err);
         }
         restarts += 1;
@@ -127,6 +123,31 @@ pub fn supervise(
             return Ok(MetricsSnapshot::default());
         }
         pause = (pause * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// How long the runner has been failing without a healthy attempt between.
+#[derive(Debug, Default)]
+struct Streak {
+    since: Option<Instant>,
+}
+
+impl Streak {
+    /// Books an attempt that started at `started` and failed at `now`,
+    /// having committed `committed` transactions; returns how long the
+    /// failures have lasted (zero: this failure starts a new streak).
+    ///
+    /// An attempt was healthy if it committed anything (it made progress,
+    /// however short it was), or if it ran `HEALTHY_RUN` and failed fast;
+    /// a stall or a restore timeout always takes that long and counts only
+    /// with a commit. After a healthy attempt the streak starts at its
+    /// failure, not at its start: a long healthy run is not an outage.
+    fn failed(&mut self, started: Instant, now: Instant, committed: u64, slow_failure: bool) -> Duration {
+        let ran = now.saturating_duration_since(started);
+        if committed > 0 || (ran >= HEALTHY_RUN && !slow_failure) {
+            self.since = Some(now);
+        }
+        now.saturating_duration_since(*self.since.get_or_insert(started))
     }
 }
 
@@ -140,4 +161,46 @@ fn sleep_unless(shutdown: &AtomicBool, total: Duration) -> bool {
         std::thread::sleep(Duration::from_millis(50).min(end.saturating_duration_since(Instant::now())));
     }
     shutdown.load(Ordering::Relaxed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: Duration = Duration::from_secs(1);
+
+    #[test]
+    fn a_failure_after_a_long_healthy_run_starts_a_new_streak() {
+        let t0 = Instant::now();
+        let mut streak = Streak::default();
+        // Ran 200 s, committing, then failed: not 200 s of outage.
+        assert_eq!(streak.failed(t0, t0 + 200 * S, 500, false), Duration::ZERO);
+        // Attempts that commit nothing add up from that failure on.
+        assert_eq!(streak.failed(t0 + 201 * S, t0 + 211 * S, 0, false), 11 * S);
+        assert_eq!(
+            streak.failed(t0 + 212 * S, t0 + 250 * S, 0, true),
+            50 * S,
+            "a stall without a commit is no progress"
+        );
+    }
+
+    #[test]
+    fn short_attempts_that_commit_keep_the_streak_short() {
+        let t0 = Instant::now();
+        let mut streak = Streak::default();
+        // Chaos every few seconds: each attempt commits a little, then fails.
+        for i in 0..60u32 {
+            let started = t0 + 5 * i * S;
+            assert_eq!(streak.failed(started, started + 4 * S, 3, i % 2 == 0), Duration::ZERO);
+        }
+    }
+
+    #[test]
+    fn a_crash_loop_without_progress_adds_up_from_its_first_attempt() {
+        let t0 = Instant::now();
+        let mut streak = Streak::default();
+        assert_eq!(streak.failed(t0, t0 + S, 0, false), S);
+        assert_eq!(streak.failed(t0 + 2 * S, t0 + 3 * S, 0, false), 3 * S);
+        assert_eq!(streak.failed(t0 + 4 * S, t0 + 40 * S, 0, false), Duration::ZERO, "ran 36 s: healthy");
+    }
 }
