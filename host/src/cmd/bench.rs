@@ -21,7 +21,6 @@ use turnstile::load::passthrough::passthrough;
 use turnstile::naming::{self, TopicName};
 use turnstile::publisher::Publisher;
 use turnstile::runner::report;
-use turnstile::seating::SeatingChart;
 
 use super::children::{self, PluginPaths, Services, fresh_event_id, seating_file, wait_for_groups};
 use crate::cli::{DrainArgs, GlobalArgs};
@@ -52,10 +51,7 @@ struct DrainReport {
 
 pub fn drain(global: &GlobalArgs, args: DrainArgs) -> anyhow::Result<ExitCode> {
     let config = super::load_config(global, Overrides::default())?.config;
-    let chart = match &args.seating {
-        Some(path) => SeatingChart::from_path(path).map_err(|e| super::UsageError(e.to_string()))?,
-        None => SeatingChart::default_venue(),
-    };
+    let chart = children::chart(args.seating.as_deref())?;
     let plugins = PluginPaths::find(args.plugin_dir.as_deref())?;
     let plugin = plugins.for_service(&args.service).ok_or_else(|| {
         super::UsageError(format!(

@@ -242,6 +242,14 @@ pub fn fresh_event_id() -> u64 {
     1000 + now.saturating_sub(1_767_225_600)
 }
 
+/// The chart of `--seating`, or the default venue.
+pub fn chart(seating: Option<&Path>) -> Result<SeatingChart, super::UsageError> {
+    match seating {
+        Some(path) => SeatingChart::from_path(path).map_err(|e| super::UsageError(e.to_string())),
+        None => Ok(SeatingChart::default_venue()),
+    }
+}
+
 /// The seating file for `--seating` (or the default venue, written to
 /// `dir`).
 pub fn seating_file(seating: Option<&Path>, chart: &SeatingChart, dir: &Path) -> anyhow::Result<PathBuf> {

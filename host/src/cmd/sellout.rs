@@ -28,10 +28,7 @@ use crate::cli::{GlobalArgs, SelloutArgs};
 
 pub fn run(global: &GlobalArgs, args: SelloutArgs) -> anyhow::Result<ExitCode> {
     let config = super::load_config(global, Overrides::default())?.config;
-    let chart = match &args.seating {
-        Some(path) => SeatingChart::from_path(path).map_err(|e| super::UsageError(e.to_string()))?,
-        None => SeatingChart::default_venue(),
-    };
+    let chart = children::chart(args.seating.as_deref())?;
     let plugins = PluginPaths::find(args.plugin_dir.as_deref())?;
     let event_id = args.event.unwrap_or_else(fresh_event_id);
     let bookings = match (args.rate, args.duration) {

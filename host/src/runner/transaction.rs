@@ -277,11 +277,7 @@ impl Transaction {
             .map_err(|e| TxnError::Committer(e.to_string()))?;
         self.in_flight =
             Some(InFlight { handle, last, first: std::mem::take(&mut self.first), messages, since: Instant::now() });
-        self.open = false;
-        self.begun = false;
-        self.messages = 0;
-        self.critical = false;
-        self.next.clear();
+        self.drop_open();
         Ok(())
     }
 
@@ -328,11 +324,7 @@ impl Transaction {
                     // The open transaction could not begin: drop its writes
                     // and keep its first offsets for the rewind.
                     state.abort();
-                    self.held.clear();
-                    self.open = false;
-                    self.messages = 0;
-                    self.critical = false;
-                    self.next.clear();
+                    self.drop_open();
                 }
                 Some(begun)
             }
@@ -348,13 +340,7 @@ impl Transaction {
             let first = self.first.entry(partition).or_insert(offset);
             *first = (*first).min(offset);
         }
-        self.held.clear();
-        self.open = false;
-        self.begun = false;
-        self.messages = 0;
-        self.critical = false;
-        self.poisoned = false;
-        self.next.clear();
+        self.drop_open();
         err
     }
 
@@ -411,13 +397,19 @@ impl Transaction {
     }
 
     fn reset(&mut self) {
+        self.drop_open();
+        self.first.clear();
+    }
+
+    /// Forgets the open transaction but keeps its first offsets, which a
+    /// rewind still needs.
+    fn drop_open(&mut self) {
         self.open = false;
         self.begun = false;
         self.messages = 0;
         self.critical = false;
         self.poisoned = false;
         self.next.clear();
-        self.first.clear();
         self.held.clear();
     }
 }
