@@ -119,6 +119,22 @@ impl SeatMap {
         self.get(p) == Some(SeatState::Available)
     }
 
+    /// Whether each seat of `row` is available, seat 1 first; empty for a
+    /// row outside the subsection. The seat search scans whole rows, so this
+    /// skips the per-seat bounds and position checks of [`Self::get`].
+    pub fn row_availability(&self, row: u32) -> impl Iterator<Item = bool> + '_ {
+        let per_row = self.seats_per_row() as usize;
+        let indices = if (1..=self.rows()).contains(&row) {
+            let first = (row as usize - 1) * per_row;
+            first..first + per_row
+        } else {
+            0..0
+        };
+        let seats = &self.bytes[HEADER..];
+        let available = SeatState::Available as u8;
+        indices.map(move |i| seats.get(i / 4).is_some_and(|b| (b >> ((i % 4) * 2)) & 0b11 == available))
+    }
+
     /// Every seat that is not available, row-major.
     pub fn taken(&self) -> impl Iterator<Item = (SeatPosition, SeatState)> + '_ {
         let (rows, per_row) = (self.rows(), self.seats_per_row());

@@ -64,8 +64,8 @@ struct Run {
 fn first_run(map: &SeatMap, quantity: u32) -> Option<Vec<SeatPosition>> {
     for row in 1..=map.rows() {
         let mut len = 0;
-        for seat in 1..=map.seats_per_row() {
-            if !map.is_available(SeatPosition { row, seat }) {
+        for (seat, available) in (1..).zip(map.row_availability(row)) {
+            if !available {
                 len = 0;
                 continue;
             }
@@ -84,8 +84,8 @@ fn runs(map: &SeatMap) -> Vec<Run> {
     let mut runs = Vec::new();
     for row in 1..=map.rows() {
         let mut current: Option<Run> = None;
-        for seat in 1..=map.seats_per_row() {
-            if map.is_available(SeatPosition { row, seat }) {
+        for (seat, available) in (1..).zip(map.row_availability(row)) {
+            if available {
                 current.get_or_insert(Run { row, start: seat, len: 0 }).len += 1;
             } else if let Some(run) = current.take() {
                 runs.push(run);
@@ -149,6 +149,85 @@ mod tests {
         // Runs of 2 only in row 2 (2-1..2-2, 2-4..2-5): quantity 3 takes
         // 2-1, 2-2 then 2-4 (the next run's start).
         assert_eq!(best_available(&m, 3).unwrap(), [p(2, 1), p(2, 2), p(2, 4)]);
+    }
+
+    /// The search as first written, one bounds-checked seat at a time: the
+    /// reference the row scan must match.
+    fn best_available_by_seat(map: &SeatMap, quantity: u32) -> Result<Vec<SeatPosition>, String> {
+        let seat_runs = |map: &SeatMap| {
+            let mut runs = Vec::new();
+            for row in 1..=map.rows() {
+                let mut current: Option<Run> = None;
+                for seat in 1..=map.seats_per_row() {
+                    if map.is_available(p(row, seat)) {
+                        current.get_or_insert(Run { row, start: seat, len: 0 }).len += 1;
+                    } else if let Some(run) = current.take() {
+                        runs.push(run);
+                    }
+                }
+                runs.extend(current);
+            }
+            runs
+        };
+        let mut runs = seat_runs(map);
+        if let Some(run) = runs.iter().find(|r| r.len >= quantity) {
+            return Ok((run.start..run.start + quantity).map(|seat| p(run.row, seat)).collect());
+        }
+        let available: u64 = runs.iter().map(|r| u64::from(r.len)).sum();
+        if available < u64::from(quantity) {
+            return Err(format!("not enough seats available: {quantity} requested, {available} available"));
+        }
+        runs.sort_unstable_by(|a, b| b.len.cmp(&a.len).then(a.row.cmp(&b.row)).then(a.start.cmp(&b.start)));
+        let mut seats = Vec::new();
+        for run in runs {
+            let take = run.len.min(quantity - seats.len() as u32);
+            seats.extend((run.start..run.start + take).map(|seat| p(run.row, seat)));
+            if seats.len() as u32 == quantity {
+                break;
+            }
+        }
+        seats.sort_unstable();
+        Ok(seats)
+    }
+
+    #[test]
+    fn row_scan_matches_the_seat_by_seat_search_on_random_maps() {
+        // xorshift64: deterministic and dependency-free.
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut next = move |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        for _ in 0..3_000 {
+            let (rows, per_row) = (1 + next(12) as u32, 1 + next(30) as u32);
+            let mut m = SeatMap::new(rows, per_row, 10).unwrap();
+            let taken_percent = next(101);
+            for row in 1..=rows {
+                for seat in 1..=per_row {
+                    if next(100) < taken_percent {
+                        let state = if next(2) == 0 { SeatState::Reserved } else { SeatState::Sold };
+                        m.set(p(row, seat), state);
+                    }
+                }
+            }
+            let quantity = 1 + next(u64::from(rows * per_row).min(40)) as u32;
+            assert_eq!(
+                best_available(&m, quantity),
+                best_available_by_seat(&m, quantity),
+                "{rows}x{per_row}, {quantity}"
+            );
+        }
+    }
+
+    #[test]
+    fn row_availability_is_empty_outside_the_map() {
+        let m = map(&["x.", ".."]);
+        assert_eq!(m.row_availability(1).collect::<Vec<_>>(), [false, true]);
+        assert_eq!(m.row_availability(2).collect::<Vec<_>>(), [true, true]);
+        assert_eq!(m.row_availability(0).count(), 0);
+        assert_eq!(m.row_availability(3).count(), 0);
     }
 
     #[test]
