@@ -94,7 +94,9 @@ pub struct ServiceConfig {
 pub struct RunnerConfig {
     /// A transaction commits at least this often while messages flow.
     pub commit_interval_ms: u64,
-    /// … or when it holds this many input messages.
+    /// … or when it holds this many input messages. Under a backlog the
+    /// broker's cost per transaction dominates, so this is large enough that
+    /// the commit interval is what usually ends a transaction (BENCHMARKS.md).
     pub max_batch: usize,
     /// … or as soon as no more input is waiting, once it has been open this
     /// long (at most `commit_interval_ms`): latency follows the work under
@@ -188,6 +190,9 @@ pub struct PluginConfig {
     pub max_component_bytes: u64,
     /// Longest a component may take to compile at deploy, load or reload.
     pub max_compile_ms: u64,
+    /// Write `/tmp/perf-PID.map` so that `perf` names the plugins' compiled
+    /// functions (for profiling; off by default).
+    pub perf_map: bool,
 }
 
 impl Default for KafkaConfig {
@@ -235,7 +240,7 @@ impl Default for RunnerConfig {
     fn default() -> Self {
         RunnerConfig {
             commit_interval_ms: 100,
-            max_batch: 1000,
+            max_batch: 5000,
             commit_min_gap_ms: 100,
             max_retries: 3,
             retry_backoff_ms: 50,
@@ -282,6 +287,7 @@ impl Default for PluginConfig {
             max_table_elements: 100_000,
             max_component_bytes: 32 << 20,
             max_compile_ms: 60_000,
+            perf_map: false,
         }
     }
 }

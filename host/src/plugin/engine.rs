@@ -29,6 +29,8 @@ pub struct EngineSettings {
     pub cache_dir: Option<PathBuf>,
     /// What one message may cost the host beyond memory and time.
     pub limits: PluginLimits,
+    /// Tell `perf` the names of compiled plugin functions (`/tmp/perf-PID.map`).
+    pub perf_map: bool,
 }
 
 impl EngineSettings {
@@ -40,6 +42,7 @@ impl EngineSettings {
             memory_limit: mib.saturating_mul(1 << 20),
             cache_dir: Some(config.cache_dir.clone()),
             limits: PluginLimits::from_config(config),
+            perf_map: config.perf_map,
             ..EngineSettings::default()
         }
     }
@@ -54,6 +57,7 @@ impl Default for EngineSettings {
             pool_instances: Some(256),
             cache_dir: None,
             limits: PluginLimits::default(),
+            perf_map: false,
         }
     }
 }
@@ -138,6 +142,9 @@ fn engine_config(settings: &EngineSettings, pool: Option<u32>) -> Config {
     config.epoch_interruption(true);
     // The async machinery costs on every call even when unused (NOTES).
     config.concurrency_support(false);
+    if settings.perf_map {
+        config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+    }
     if let Some(instances) = pool {
         let mut pooling = PoolingAllocationConfig::default();
         pooling
