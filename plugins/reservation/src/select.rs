@@ -151,47 +151,26 @@ mod tests {
         assert_eq!(best_available(&m, 3).unwrap(), [p(2, 1), p(2, 2), p(2, 4)]);
     }
 
-    /// The search as first written, one bounds-checked seat at a time: the
+    /// The runs as first found, one bounds-checked seat at a time: the
     /// reference the row scan must match.
-    fn best_available_by_seat(map: &SeatMap, quantity: u32) -> Result<Vec<SeatPosition>, String> {
-        let seat_runs = |map: &SeatMap| {
-            let mut runs = Vec::new();
-            for row in 1..=map.rows() {
-                let mut current: Option<Run> = None;
-                for seat in 1..=map.seats_per_row() {
-                    if map.is_available(p(row, seat)) {
-                        current.get_or_insert(Run { row, start: seat, len: 0 }).len += 1;
-                    } else if let Some(run) = current.take() {
-                        runs.push(run);
-                    }
+    fn runs_by_seat(map: &SeatMap) -> Vec<(u32, u32, u32)> {
+        let mut runs = Vec::new();
+        for row in 1..=map.rows() {
+            let mut current: Option<Run> = None;
+            for seat in 1..=map.seats_per_row() {
+                if map.is_available(p(row, seat)) {
+                    current.get_or_insert(Run { row, start: seat, len: 0 }).len += 1;
+                } else if let Some(run) = current.take() {
+                    runs.push(run);
                 }
-                runs.extend(current);
             }
-            runs
-        };
-        let mut runs = seat_runs(map);
-        if let Some(run) = runs.iter().find(|r| r.len >= quantity) {
-            return Ok((run.start..run.start + quantity).map(|seat| p(run.row, seat)).collect());
+            runs.extend(current);
         }
-        let available: u64 = runs.iter().map(|r| u64::from(r.len)).sum();
-        if available < u64::from(quantity) {
-            return Err(format!("not enough seats available: {quantity} requested, {available} available"));
-        }
-        runs.sort_unstable_by(|a, b| b.len.cmp(&a.len).then(a.row.cmp(&b.row)).then(a.start.cmp(&b.start)));
-        let mut seats = Vec::new();
-        for run in runs {
-            let take = run.len.min(quantity - seats.len() as u32);
-            seats.extend((run.start..run.start + take).map(|seat| p(run.row, seat)));
-            if seats.len() as u32 == quantity {
-                break;
-            }
-        }
-        seats.sort_unstable();
-        Ok(seats)
+        runs.into_iter().map(|r| (r.row, r.start, r.len)).collect()
     }
 
     #[test]
-    fn row_scan_matches_the_seat_by_seat_search_on_random_maps() {
+    fn row_scan_finds_the_same_runs_as_the_seat_by_seat_scan_on_random_maps() {
         // xorshift64: deterministic and dependency-free.
         let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
         let mut next = move |n: u64| {
@@ -213,11 +192,14 @@ mod tests {
                 }
             }
             let quantity = 1 + next(u64::from(rows * per_row).min(40)) as u32;
-            assert_eq!(
-                best_available(&m, quantity),
-                best_available_by_seat(&m, quantity),
-                "{rows}x{per_row}, {quantity}"
-            );
+            let reference = runs_by_seat(&m);
+            let scanned: Vec<_> = runs(&m).into_iter().map(|r| (r.row, r.start, r.len)).collect();
+            assert_eq!(scanned, reference, "{rows}x{per_row}");
+            let first = reference
+                .iter()
+                .find(|&&(_, _, len)| len >= quantity)
+                .map(|&(row, start, _)| (start..start + quantity).map(|seat| p(row, seat)).collect::<Vec<_>>());
+            assert_eq!(first_run(&m, quantity), first, "{rows}x{per_row}, {quantity}");
         }
     }
 
