@@ -1,6 +1,7 @@
 //! Messages per second through each plugin: the release component in the
-//! host's runtime (state on, deadline armed per message) versus the same
-//! domain logic called natively over an in-memory store. Prints a table.
+//! host's runtime (state on, deadline armed per call), one message per call
+//! and `BATCH` per call as the runner hands them, versus the same domain
+//! logic called natively over an in-memory store. Prints a table.
 //!
 //! `cargo bench -p turnstile --bench plugins` (scripts/build-plugins first).
 //! `BENCH_BOOKINGS` (default 20000) sets the size of one pass.
@@ -12,11 +13,13 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
 use turnstile::naming::{self, TopicName};
-use turnstile::plugin::{EngineSettings, MemoryState, Message, PluginEngine};
+use turnstile::plugin::{EngineSettings, MemoryState, Message, PluginEngine, StateAccess};
 use turnstile_protocol::MemoryStore;
 
 const EVENT: u64 = 1;
 const RUNS: usize = 5;
+/// Messages per call in the batched column: `runner.plugin_batch`'s default.
+const BATCH: usize = 64;
 
 /// One input record: its topic and payload.
 struct Input {
@@ -116,15 +119,18 @@ fn run_native(handle: Native, inputs: &[Input]) -> (Duration, usize) {
     (started.elapsed(), outputs)
 }
 
-fn run_wasm(plugin: &turnstile::plugin::LoadedPlugin, inputs: &[Input]) -> (Duration, usize) {
+/// The component through the host's runtime, `batch` messages per call,
+/// keeping every outcome as the runner does (writes applied in order, the
+/// messages after a refused or transient one handed again).
+fn run_wasm(plugin: &turnstile::plugin::LoadedPlugin, inputs: &[Input], batch: usize) -> (Duration, usize) {
     let mut instance = match plugin.instantiate(MemoryState::new()) {
         Ok(instance) => instance,
         Err(err) => panic!("instantiate: {err}"),
     };
-    let started = Instant::now();
-    let mut outputs = 0;
-    for (offset, i) in inputs.iter().enumerate() {
-        let msg = Message {
+    let messages: Vec<Message<'_>> = inputs
+        .iter()
+        .enumerate()
+        .map(|(offset, i)| Message {
             topic: &i.topic_text,
             partition: 0,
             offset: offset as i64,
@@ -134,9 +140,23 @@ fn run_wasm(plugin: &turnstile::plugin::LoadedPlugin, inputs: &[Input]) -> (Dura
             timestamp: None,
             event_id: EVENT,
             action: &i.topic.action,
+        })
+        .collect();
+    let started = Instant::now();
+    let mut outputs = 0;
+    let mut next = 0;
+    while next < messages.len() {
+        let end = messages.len().min(next + batch);
+        let results = match instance.handle_batch(&messages[next..end]) {
+            Ok(results) => results,
+            Err(err) => panic!("handle: {err}"),
         };
-        if let Ok(o) = instance.handle(&msg) {
-            outputs += o.len();
+        for result in results {
+            next += 1;
+            if let Ok(handled) = result {
+                outputs += handled.outputs.len();
+                instance.state_mut().apply(handled.writes);
+            }
         }
     }
     (started.elapsed(), outputs)
@@ -189,30 +209,37 @@ fn main() {
         "plugin messages/s, median of {RUNS} passes (after one warm-up), {bookings} bookings per pass, one partition's state"
     );
     println!(
-        "| plugin | messages/pass | native msg/s | wasm msg/s | native ns/msg | wasm ns/msg | wasm / native time |"
+        "| plugin | messages/pass | native msg/s | wasm ×1 msg/s | wasm ×{BATCH} msg/s | native ns/msg | wasm ×1 ns/msg | wasm ×{BATCH} ns/msg | wasm ×{BATCH} / native time |"
     );
-    println!("|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|");
     for (name, inputs, native, plugin) in &cases {
         let n = inputs.len();
         let (native_rate, native_out) = median_rate(|| run_native(*native, inputs), n);
-        let (wasm_rate, wasm_out) = median_rate(|| run_wasm(plugin, inputs), n);
-        assert_eq!(native_out, wasm_out, "{name}: native and wasm disagree on the number of outputs");
+        let (single_rate, single_out) = median_rate(|| run_wasm(plugin, inputs, 1), n);
+        let (batch_rate, batch_out) = median_rate(|| run_wasm(plugin, inputs, BATCH), n);
+        assert_eq!(native_out, single_out, "{name}: native and wasm disagree on the number of outputs");
+        assert_eq!(single_out, batch_out, "{name}: one per call and batched disagree on the number of outputs");
         println!(
-            "| {name} | {n} | {:.0}k | {:.0}k | {:.0} | {:.0} | {:.2}× |",
+            "| {name} | {n} | {:.0}k | {:.0}k | {:.0}k | {:.0} | {:.0} | {:.0} | {:.2}× |",
             native_rate / 1e3,
-            wasm_rate / 1e3,
+            single_rate / 1e3,
+            batch_rate / 1e3,
             1e9 / native_rate,
-            1e9 / wasm_rate,
-            native_rate / wasm_rate
+            1e9 / single_rate,
+            1e9 / batch_rate,
+            native_rate / batch_rate
         );
     }
     let echo = echo_mix(bookings * 3);
     let misbehave = load("misbehave");
-    let (rate, _) = median_rate(|| run_wasm(&misbehave, &echo), echo.len());
+    let (single, _) = median_rate(|| run_wasm(&misbehave, &echo, 1), echo.len());
+    let (batched, _) = median_rate(|| run_wasm(&misbehave, &echo, BATCH), echo.len());
     println!(
-        "| echo (runtime floor: 1 get, 1 put, 1 output) | {} | – | {:.0}k | – | {:.0} | – |",
+        "| echo (runtime floor: 1 get, 1 write, 1 output) | {} | – | {:.0}k | {:.0}k | – | {:.0} | {:.0} | – |",
         echo.len(),
-        rate / 1e3,
-        1e9 / rate
+        single / 1e3,
+        batched / 1e3,
+        1e9 / single,
+        1e9 / batched
     );
 }

@@ -222,7 +222,7 @@ fn refused_files_name_the_reason_and_change_nothing() {
     let core = wat::parse_str(r#"(module (func (export "handle")))"#).unwrap();
     let sockets = wat::parse_str(r#"(component (import "wasi:sockets/tcp@0.2.0" (instance)))"#).unwrap();
     let files = wat::parse_str(r#"(component (import "wasi:filesystem/types@0.2.0" (instance)))"#).unwrap();
-    let no_exports = wat::parse_str(r#"(component (import "turnstile:plugin/log@0.2.0" (instance)))"#).unwrap();
+    let no_exports = wat::parse_str(r#"(component (import "turnstile:plugin/log@0.3.0" (instance)))"#).unwrap();
     let cases: [(&str, &[u8], &str); 7] = [
         ("garbage.wasm", b"this is not webassembly", "not a WebAssembly binary"),
         ("empty.wasm", b"", "the file is empty"),

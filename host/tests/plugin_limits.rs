@@ -23,10 +23,16 @@ fn instance() -> PluginInstance<MemoryState> {
 /// The bomb fails with a limit error naming `limit`, leaves no state
 /// behind, and the instance echoes the next message.
 fn assert_bounded(bomb: &str, limit: &str) {
+    assert_fails_alone(bomb, "limit", limit);
+}
+
+/// The bomb fails with an error of `kind` whose reason names `limit`,
+/// leaves no state behind, and the instance echoes the next message.
+fn assert_fails_alone(bomb: &str, kind: &str, limit: &str) {
     let mut i = instance();
     send_misbehave(&mut i, 0, r#"{"type":"hello"}"#).expect("echo before");
     let err = send_misbehave(&mut i, 0, bomb).expect_err(bomb);
-    assert_eq!(err.kind(), "limit", "{bomb}: {err}");
+    assert_eq!(err.kind(), kind, "{bomb}: {err}");
     assert!(err.reason().contains(limit), "{bomb}: the reason names {limit}: {err}");
     assert_eq!(count(i.state()).as_deref(), Some("1"), "{bomb}: the failed message's writes are discarded");
     assert_eq!(i.state().map.len(), 1, "{bomb}: nothing but the counter is in state");
@@ -36,9 +42,16 @@ fn assert_bounded(bomb: &str, limit: &str) {
 
 #[test]
 fn a_state_write_bomb_stops_at_the_pending_budget() {
-    // 60 MiB of puts: without a budget they would sit on the host heap,
-    // outside the guest's 32 MiB memory cap.
-    assert_bounded(r#"{"type":"state_bomb","n":300}"#, "plugin.max_pending_state_bytes");
+    // 10 MiB of writes: within the guest's 32 MiB memory, over the 8 MiB
+    // a message may hand the host.
+    assert_bounded(r#"{"type":"state_bomb","n":50}"#, "plugin.max_pending_state_bytes");
+}
+
+#[test]
+fn a_state_write_bomb_past_the_memory_cap_traps_alone() {
+    // 60 MiB of writes: they are built in the guest's memory until the call
+    // returns, so the memory cap stops them before the host sees any.
+    assert_fails_alone(r#"{"type":"state_bomb","n":300}"#, "trap", "memory limit of 32 MiB");
 }
 
 #[test]

@@ -33,16 +33,25 @@ fn imports_beyond_the_world_are_refused_by_name() {
     let err = engine().load_bytes(&component).unwrap_err();
     assert!(matches!(&err, PluginError::ForbiddenImport { import, .. } if import == "wasi:sockets/tcp@0.2.0"), "{err}");
     assert!(err.to_string().contains("`wasi:sockets/tcp@0.2.0`"), "{err}");
-    // Another version of our own interface is not the world either.
-    // Nor is the previous one: a 0.1.0 plugin has no `route`.
-    let component = wat::parse_str(r#"(component (import "turnstile:plugin/state@0.1.0" (instance)))"#).unwrap();
-    let err = engine().load_bytes(&component).unwrap_err();
-    assert!(err.to_string().contains("turnstile:plugin/state@0.1.0"), "{err}");
+}
+
+#[test]
+fn a_plugin_built_against_another_world_version_is_told_to_rebuild() {
+    // 0.2.0 took one message per call and wrote state through imports; 0.1.0
+    // had no `route`. Both are refused with the version they were built for.
+    for old in ["0.2.0", "0.1.0"] {
+        let wat = format!(r#"(component (import "turnstile:plugin/state@{old}" (instance)))"#);
+        let err = engine().load_bytes(&wat::parse_str(&wat).unwrap()).unwrap_err();
+        assert!(matches!(&err, PluginError::WorldVersion { found, .. } if found == old), "{err}");
+        let text = err.to_string();
+        assert!(text.contains(&format!("turnstile:plugin@{old}")), "{text}");
+        assert!(text.contains("turnstile:plugin@0.3.0") && text.contains("rebuild"), "{text}");
+    }
 }
 
 #[test]
 fn a_component_must_export_the_world() {
-    let component = wat::parse_str(r#"(component (import "turnstile:plugin/log@0.2.0" (instance)))"#).unwrap();
+    let component = wat::parse_str(r#"(component (import "turnstile:plugin/log@0.3.0" (instance)))"#).unwrap();
     let err = engine().load_bytes(&component).unwrap_err();
     assert!(matches!(&err, PluginError::MissingExport(name) if name == "handle"), "{err}");
 }

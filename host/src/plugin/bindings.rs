@@ -1,4 +1,4 @@
-//! Generated bindings of the `turnstile:plugin@0.2.0` world and the host side
+//! Generated bindings of the `turnstile:plugin@0.3.0` world and the host side
 //! of its imports (`state` and `log`).
 
 use super::instance::HostState;
@@ -7,18 +7,7 @@ use super::state::StateAccess;
 wasmtime::component::bindgen!({
     world: "plugin",
     path: "../wit",
-    // A write past the message's budget traps the guest at once, so a
-    // bomb ends at its first write over the limit instead of its deadline.
-    imports: {
-        "turnstile:plugin/state.put": trappable,
-        "turnstile:plugin/state.delete": trappable,
-    },
 });
-
-/// The trap a write over budget raises; the instance reports the limit.
-fn over_budget() -> wasmtime::Error {
-    wasmtime::Error::msg("plugin limit exceeded")
-}
 
 pub use self::turnstile::plugin::types;
 
@@ -26,15 +15,7 @@ impl<S: StateAccess> turnstile::plugin::types::Host for HostState<S> {}
 
 impl<S: StateAccess> turnstile::plugin::state::Host for HostState<S> {
     fn get(&mut self, key: Vec<u8>) -> Option<Vec<u8>> {
-        self.get(&key)
-    }
-
-    fn put(&mut self, key: Vec<u8>, value: Vec<u8>) -> wasmtime::Result<()> {
-        if self.put(key, value) { Ok(()) } else { Err(over_budget()) }
-    }
-
-    fn delete(&mut self, key: Vec<u8>) -> wasmtime::Result<()> {
-        if self.delete(key) { Ok(()) } else { Err(over_budget()) }
+        self.state.get(&key)
     }
 }
 

@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use super::WORLD;
+
 /// Why a plugin could not be loaded, instantiated or set up. Every variant
 /// names the problem so that an operator can fix the plugin, not the host.
 #[derive(Debug, thiserror::Error)]
@@ -33,15 +35,21 @@ pub enum PluginError {
     Compile(String),
     /// The component imports something the plugin world does not provide.
     #[error(
-        "the component imports `{import}`, which the turnstile:plugin@0.2.0 world does not \
-         provide (a plugin may import only {allowed})"
+        "the component imports `{import}`, which the {WORLD} world does not provide (a plugin may import \
+         only {allowed})"
     )]
     ForbiddenImport { import: String, allowed: String },
+    /// The component was built against another version of the world.
+    #[error(
+        "the plugin was built against turnstile:plugin@{found} (it imports `{import}`), but this host implements \
+         {WORLD}: rebuild it against this host's wit/plugin.wit"
+    )]
+    WorldVersion { found: String, import: String },
     /// The component does not export a function of the world.
     #[error("the component does not export `{0}` (a plugin must export `handle`, `route` and `manifest`)")]
     MissingExport(String),
     /// Imports or exports have the right names but the wrong types.
-    #[error("the component does not match the turnstile:plugin@0.2.0 world: {0}")]
+    #[error("the component does not match the {WORLD} world: {0}")]
     Incompatible(String),
     /// Instantiation failed (start function trapped, resources exhausted).
     #[error("cannot instantiate the plugin: {0}")]
@@ -68,7 +76,7 @@ pub enum HandleError {
     /// The guest trapped (including running out of its memory limit).
     #[error("plugin trapped: {0}")]
     Trap(String),
-    /// The guest ran past the per-message deadline and was interrupted.
+    /// The guest ran past its deadline and was interrupted.
     #[error("plugin exceeded its deadline of {0} ms")]
     Timeout(u64),
     /// The message made the plugin exceed a `[plugin]` limit (state write

@@ -1,5 +1,6 @@
-//! A live plugin instance: one store holding the caller's state, the
-//! per-message deadline and memory cap, and recovery from guest failures.
+//! A live plugin instance: one store holding the caller's state, the call
+//! deadline and memory cap, batches with per-message outcomes, and recovery
+//! from guest failures.
 
 use std::sync::Arc;
 
@@ -9,7 +10,7 @@ use super::bindings::{Plugin, PluginPre, types as wit};
 use super::engine::EngineInner;
 use super::limits::{PluginLimits, Usage};
 use super::load::LoadedPlugin;
-use super::state::StateAccess;
+use super::state::{StateAccess, Write};
 use super::{HandleError, Message, Output, PluginError, Routing};
 
 /// The data of a plugin's store: the caller's state plus what the host
@@ -20,11 +21,8 @@ pub(crate) struct HostState<S> {
     limits: Limits,
     /// What one message may cost outside the guest's memory.
     pub(crate) budget: PluginLimits,
-    /// What the message being handled has cost so far.
+    /// What the call being made has logged so far.
     pub(crate) usage: Usage,
-    /// Writes of the message being handled, applied to `state` only when the
-    /// message succeeds: a failed message leaves no trace.
-    pending: Vec<(Vec<u8>, Option<Vec<u8>>)>,
 }
 
 impl<S: StateAccess> HostState<S> {
@@ -36,71 +34,33 @@ impl<S: StateAccess> HostState<S> {
             limits: Limits::new(engine.settings.memory_limit, budget.max_table_elements),
             budget,
             usage: Usage::default(),
-            pending: Vec::new(),
         }
     }
 
-    /// Charges a write to the message's budget; a write past it is not
-    /// buffered at all (so a loop of huge puts cannot grow the host heap)
-    /// and fails the message once the call returns.
-    fn charge(&mut self, key: &[u8], value: Option<&[u8]>) -> bool {
-        let b = &self.budget;
-        let u = &mut self.usage;
-        if u.violation.is_some() {
-            return false;
-        }
-        if key.len() > b.max_key_bytes {
-            u.violate(|| {
-                format!("a state key of {} bytes exceeds plugin.max_key_bytes ({})", key.len(), b.max_key_bytes)
-            });
-            return false;
-        }
-        let value_len = value.map_or(0, <[u8]>::len);
-        if value_len > b.max_value_bytes {
-            u.violate(|| {
-                format!("a state value of {value_len} bytes exceeds plugin.max_value_bytes ({})", b.max_value_bytes)
-            });
-            return false;
-        }
-        // Each buffered write also costs the host an entry, whatever its size:
-        // without this, empty puts would be free.
-        const ENTRY_OVERHEAD: usize = 64;
-        u.pending_state_bytes = u.pending_state_bytes.saturating_add(key.len() + value_len + ENTRY_OVERHEAD);
-        if u.pending_state_bytes > b.max_pending_state_bytes {
-            let used = u.pending_state_bytes;
-            u.violate(|| {
-                format!(
-                    "{used} bytes of pending state writes exceed plugin.max_pending_state_bytes ({})",
-                    b.max_pending_state_bytes
-                )
-            });
-            return false;
-        }
-        true
-    }
-
-    /// Whether the message may log `len` more bytes; counts what it may not.
+    /// Whether the call may log `len` more bytes; counts what it may not.
+    /// The budget is per message, so a call handling n messages gets n times it.
     pub(crate) fn admit_log(&mut self, len: usize) -> Option<usize> {
         let (b, u) = (&self.budget, &mut self.usage);
-        if u.log_lines >= b.max_log_lines || u.log_bytes >= b.max_log_bytes {
+        let lines = b.max_log_lines.saturating_mul(u.messages.max(1));
+        let bytes = b.max_log_bytes.saturating_mul(u.messages.max(1) as usize);
+        if u.log_lines >= lines || u.log_bytes >= bytes {
             u.dropped_log_lines += 1;
             return None;
         }
         u.log_lines += 1;
-        let allowed = len.min(b.max_log_bytes - u.log_bytes);
+        let allowed = len.min(bytes - u.log_bytes);
         u.log_bytes += allowed;
         Some(allowed)
     }
 
-    /// Starts a message's accounting afresh.
-    fn begin(&mut self) {
-        self.usage = Usage::default();
+    /// Starts a call's accounting afresh.
+    fn begin(&mut self, messages: usize) {
+        self.usage = Usage { messages: u32::try_from(messages).unwrap_or(u32::MAX), ..Usage::default() };
         self.limits.exceeded = false;
     }
 
-    /// Ends a message's accounting: reports dropped log lines once and
-    /// returns the limit it broke, if any.
-    fn finish(&mut self) -> Option<String> {
+    /// Ends a call's accounting: reports dropped log lines once.
+    fn finish(&mut self) {
         if self.usage.dropped_log_lines > 0 {
             tracing::warn!(
                 target: "turnstile::plugin::guest",
@@ -109,46 +69,6 @@ impl<S: StateAccess> HostState<S> {
                 "plugin log lines over plugin.max_log_lines/max_log_bytes for one message were dropped"
             );
         }
-        self.usage.violation.take()
-    }
-
-    pub(crate) fn get(&mut self, key: &[u8]) -> Option<Vec<u8>> {
-        // A message writes a handful of keys at most; a scan beats a map.
-        match self.pending.iter().rev().find(|(k, _)| k == key) {
-            Some((_, value)) => value.clone(),
-            None => self.state.get(key),
-        }
-    }
-
-    /// Buffers a write; `false` when it is over the message's budget.
-    pub(crate) fn put(&mut self, key: Vec<u8>, value: Vec<u8>) -> bool {
-        let ok = self.charge(&key, Some(&value));
-        if ok {
-            self.pending.push((key, Some(value)));
-        }
-        ok
-    }
-
-    /// Buffers a delete; `false` when it is over the message's budget.
-    pub(crate) fn delete(&mut self, key: Vec<u8>) -> bool {
-        let ok = self.charge(&key, None);
-        if ok {
-            self.pending.push((key, None));
-        }
-        ok
-    }
-
-    fn commit(&mut self) {
-        for (key, value) in self.pending.drain(..) {
-            match value {
-                Some(value) => self.state.put(&key, &value),
-                None => self.state.delete(&key),
-            }
-        }
-    }
-
-    fn rollback(&mut self) {
-        self.pending.clear();
     }
 }
 
@@ -205,11 +125,21 @@ pub(crate) fn new_store<S: StateAccess>(engine: &EngineInner, data: HostState<S>
     store
 }
 
+/// What handling one message produced: the outputs to send and the state
+/// writes to apply, both only if the message is kept.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Handled {
+    pub outputs: Vec<Output>,
+    pub writes: Vec<Write>,
+}
+
 /// One running plugin with the state of one partition.
 ///
-/// Each [`handle`](Self::handle) is atomic: its state writes reach `S` only
-/// if the plugin returns outputs; on any error they are discarded. A trap or
-/// timeout leaves the guest's memory in an unknown state, so the instance is
+/// [`handle_batch`](Self::handle_batch) hands the plugin several messages at
+/// once and returns one outcome per message, its state writes *not* applied:
+/// the caller decides which messages it keeps. [`handle`](Self::handle) is
+/// the one-message form that applies the writes itself. A trap or timeout
+/// leaves the guest's memory in an unknown state, so the instance is
 /// replaced (fresh store, same `S`) before the error is returned.
 pub struct PluginInstance<S: StateAccess> {
     plugin: LoadedPlugin,
@@ -218,8 +148,11 @@ pub struct PluginInstance<S: StateAccess> {
     store: Option<Store<HostState<S>>>,
     /// `None` when the last instantiation failed; retried on the next message.
     bindings: Option<Plugin>,
-    /// Reused for every message so that lowering does not allocate.
-    scratch: wit::Message,
+    /// Reused for every call so that lowering does not allocate.
+    scratch: Vec<wit::Message>,
+    /// Messages still to be handed one per call because the batch that held
+    /// them trapped or timed out: that isolates the one at fault.
+    isolate: usize,
 }
 
 impl<S: StateAccess> std::fmt::Debug for PluginInstance<S> {
@@ -251,7 +184,8 @@ impl<S: StateAccess> PluginInstance<S> {
             pre,
             store: Some(store),
             bindings: Some(bindings),
-            scratch: empty_message(),
+            scratch: Vec::new(),
+            isolate: 0,
         })
     }
 
@@ -304,85 +238,130 @@ impl<S: StateAccess> PluginInstance<S> {
         }
     }
 
-    /// Hands one message to the plugin and returns its outputs.
+    /// Hands one message to the plugin and returns its outputs, its state
+    /// writes applied to `S`; on any error `S` is untouched.
     pub fn handle(&mut self, msg: &Message<'_>) -> Result<Vec<Output>, HandleError> {
-        let result = self.call(msg, "handling", |bindings, store, message| bindings.call_handle(store, message))?;
-        let Some(store) = self.store.as_mut() else {
-            return Err(HandleError::Unavailable("no live instance".into()));
-        };
-        let data = store.data_mut();
-        match result {
-            Ok(outputs) => {
-                if let Some(reason) = check_outputs(&outputs, &data.budget) {
-                    data.rollback();
-                    return Err(HandleError::Limit(reason));
+        let outcome = self.handle_batch(std::slice::from_ref(msg))?.pop();
+        let handled = outcome.unwrap_or_else(|| Err(HandleError::Invalid("the plugin returned no result".into())))?;
+        self.state_mut().apply(handled.writes);
+        Ok(handled.outputs)
+    }
+
+    /// Hands the plugin a run of messages of one partition, in offset order,
+    /// and returns the outcomes of a prefix of them (at least the first),
+    /// in order; none of their writes are applied to `S`. Outcome k assumes
+    /// that the writes of every earlier `Ok` were applied and no others, so:
+    ///
+    /// - the caller applies the writes of the outcomes it keeps, in order;
+    /// - if it does not keep an `Ok` as returned, it discards the outcomes
+    ///   after it and hands those messages again;
+    /// - the prefix already ends after a [`HandleError::Limit`] (an `Ok` the
+    ///   host refused) or a [`HandleError::Transient`] (to be retried
+    ///   before anything after it is handled).
+    ///
+    /// A trap or timeout of a batch replaces the instance and hands its
+    /// messages one per call from then on, so that only the message at fault
+    /// fails. `Err` only when there is no instance to call
+    /// ([`HandleError::Unavailable`]).
+    pub fn handle_batch(&mut self, msgs: &[Message<'_>]) -> Result<Vec<Result<Handled, HandleError>>, HandleError> {
+        if msgs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let n = if self.isolate > 0 { 1 } else { msgs.len() };
+        let batch = &msgs[..n];
+        let returned =
+            match self.call(batch, "handling", |bindings, store, messages| bindings.call_handle(store, messages)) {
+                Ok(results) if results.len() == n => results,
+                Ok(results) if n == 1 => {
+                    let reason = format!("the plugin returned {} results for one message", results.len());
+                    return Ok(vec![Err(HandleError::Invalid(reason))]);
                 }
-                data.commit();
-                Ok(outputs.into_iter().map(Output::from).collect())
-            }
-            Err(err) => {
-                data.rollback();
-                Err(match err {
-                    wit::Error::Invalid(reason) => HandleError::Invalid(reason),
-                    wit::Error::Transient(reason) => HandleError::Transient(reason),
-                })
+                Err(failure @ HandleError::Unavailable(_)) => return Err(failure),
+                Err(failure) if n == 1 => {
+                    self.isolate = self.isolate.saturating_sub(1);
+                    return Ok(vec![Err(failure)]);
+                }
+                outcome => {
+                    let what = match outcome {
+                        Ok(results) => format!("returned {} results", results.len()),
+                        Err(failure) => failure.to_string(),
+                    };
+                    tracing::warn!(
+                        service = %self.plugin.service(),
+                        messages = n,
+                        "a batch {what}; handing its messages one per call to find the one at fault"
+                    );
+                    self.isolate = n;
+                    return self.handle_batch(msgs);
+                }
+            };
+        let budget = &self.store_ref().data().budget;
+        let mut outcomes = Vec::with_capacity(n);
+        for result in returned {
+            let outcome = match result {
+                Ok(handled) => match check_handled(&handled, budget) {
+                    None => Ok(Handled {
+                        outputs: handled.outputs.into_iter().map(Output::from).collect(),
+                        writes: handled.writes.into_iter().map(|w| (w.key, w.value)).collect(),
+                    }),
+                    Some(reason) => Err(HandleError::Limit(reason)),
+                },
+                Err(wit::Error::Invalid(reason)) => Err(HandleError::Invalid(reason)),
+                Err(wit::Error::Transient(reason)) => Err(HandleError::Transient(reason)),
+            };
+            // What the plugin assumed about the next message no longer holds.
+            let last = matches!(outcome, Err(HandleError::Limit(_) | HandleError::Transient(_)));
+            outcomes.push(outcome);
+            if last {
+                break;
             }
         }
+        self.isolate = self.isolate.saturating_sub(outcomes.len());
+        Ok(outcomes)
     }
 
     /// Asks the plugin for the routing it reads from a record's value (WIT
-    /// `route`). Runs under the same deadline and memory cap as `handle`;
-    /// state writes are not allowed and fail the call.
+    /// `route`). Runs under the same deadline and memory cap as `handle`.
     pub fn route(&mut self, msg: &Message<'_>) -> Result<Option<Routing>, HandleError> {
-        let routing = self.call(msg, "routing", |bindings, store, message| bindings.call_route(store, message))?;
-        let Some(store) = self.store.as_mut() else {
-            return Err(HandleError::Unavailable("no live instance".into()));
-        };
-        let wrote = !store.data().pending.is_empty();
-        store.data_mut().rollback();
-        if wrote {
-            return Err(HandleError::Invalid("the plugin wrote state while routing a record".into()));
-        }
+        let routing = self.call(std::slice::from_ref(msg), "routing", |bindings, store, messages| {
+            bindings.call_route(store, &messages[0])
+        })?;
         Ok(routing.map(routing_from_wit))
     }
 
-    /// Calls one export on `msg` under the message's deadline and budget.
-    /// A limit broken during the call, or a trap or timeout, is the error
-    /// (writes dropped, instance replaced); otherwise the export's result
-    /// is returned with the message's writes still pending, for the caller
-    /// to commit or roll back.
+    /// Calls one export on `msgs` under one deadline and their log budget.
+    /// A trap or timeout is the error (instance replaced); otherwise the
+    /// export's result is returned.
     fn call<T>(
         &mut self,
-        msg: &Message<'_>,
+        msgs: &[Message<'_>],
         what: &str,
-        export: impl FnOnce(&Plugin, &mut Store<HostState<S>>, &wit::Message) -> wasmtime::Result<T>,
+        export: impl FnOnce(&Plugin, &mut Store<HostState<S>>, &[wit::Message]) -> wasmtime::Result<T>,
     ) -> Result<T, HandleError> {
         if self.bindings.is_none() {
             self.rebuild().map_err(|e| HandleError::Unavailable(e.to_string()))?;
         }
-        fill_message(&mut self.scratch, msg);
+        if self.scratch.len() < msgs.len() {
+            self.scratch.resize_with(msgs.len(), empty_message);
+        }
+        for (slot, msg) in self.scratch.iter_mut().zip(msgs) {
+            fill_message(slot, msg);
+        }
         let engine = &self.plugin.inner.engine.inner;
         let (Some(store), Some(bindings)) = (self.store.as_mut(), self.bindings.as_ref()) else {
             return Err(HandleError::Unavailable("no live instance".into()));
         };
         store.set_epoch_deadline(engine.deadline_ticks);
-        store.data_mut().begin();
-        let result = export(bindings, &mut *store, &self.scratch);
+        store.data_mut().begin(msgs.len());
+        let result = export(bindings, &mut *store, &self.scratch[..msgs.len()]);
         let data = store.data_mut();
-        let violation = data.finish();
-        match (result, violation) {
-            (Ok(value), None) => Ok(value),
-            (Ok(_), Some(reason)) => {
-                data.rollback();
-                Err(HandleError::Limit(reason))
-            }
-            (Err(err), violation) => {
-                data.rollback();
-                let failure = match violation {
-                    Some(reason) => HandleError::Limit(reason),
-                    None => classify(&err, &data.limits, engine),
-                };
-                tracing::warn!(service = %self.plugin.service(), offset = msg.offset, "plugin failed while {what} a message, replacing the instance: {failure}");
+        data.finish();
+        match result {
+            Ok(value) => Ok(value),
+            Err(err) => {
+                let failure = classify(&err, &data.limits, engine);
+                let offset = msgs.first().map(|m| m.offset);
+                tracing::warn!(service = %self.plugin.service(), offset, messages = msgs.len(), "plugin failed while {what}, replacing the instance: {failure}");
                 if let Err(again) = self.rebuild() {
                     tracing::error!(service = %self.plugin.service(), "cannot re-instantiate the plugin: {again}");
                 }
@@ -395,6 +374,7 @@ impl<S: StateAccess> PluginInstance<S> {
     /// after an abort or a revoke, so that guest globals (caches, counters)
     /// never outlive the state they were derived from.
     pub fn reset(&mut self) -> Result<(), PluginError> {
+        self.isolate = 0;
         self.rebuild()
     }
 
@@ -480,14 +460,40 @@ fn fill_message(out: &mut wit::Message, msg: &Message<'_>) {
     }
 }
 
-/// The output limits of one message, checked before anything is routed.
-fn check_outputs(outputs: &[wit::Output], budget: &PluginLimits) -> Option<String> {
+/// The limits on what one message returned, checked before anything of it
+/// is kept.
+fn check_handled(handled: &wit::Handled, budget: &PluginLimits) -> Option<String> {
+    let outputs = &handled.outputs;
     if outputs.len() > budget.max_outputs {
         return Some(format!("{} outputs exceed plugin.max_outputs ({})", outputs.len(), budget.max_outputs));
     }
     let bytes: usize = outputs.iter().map(|o| o.payload.len()).sum();
-    (bytes > budget.max_output_bytes)
-        .then(|| format!("{bytes} bytes of outputs exceed plugin.max_output_bytes ({})", budget.max_output_bytes))
+    if bytes > budget.max_output_bytes {
+        return Some(format!("{bytes} bytes of outputs exceed plugin.max_output_bytes ({})", budget.max_output_bytes));
+    }
+    // Each write also costs the host an entry, whatever its size: without
+    // this, empty writes would be free.
+    const ENTRY_OVERHEAD: usize = 64;
+    let mut total = 0usize;
+    for write in &handled.writes {
+        let (key, value) = (write.key.len(), write.value.as_ref().map_or(0, Vec::len));
+        if key > budget.max_key_bytes {
+            return Some(format!("a state key of {key} bytes exceeds plugin.max_key_bytes ({})", budget.max_key_bytes));
+        }
+        if value > budget.max_value_bytes {
+            return Some(format!(
+                "a state value of {value} bytes exceeds plugin.max_value_bytes ({})",
+                budget.max_value_bytes
+            ));
+        }
+        total = total.saturating_add(key + value + ENTRY_OVERHEAD);
+    }
+    (total > budget.max_pending_state_bytes).then(|| {
+        format!(
+            "{total} bytes of state writes exceed plugin.max_pending_state_bytes ({})",
+            budget.max_pending_state_bytes
+        )
+    })
 }
 
 fn routing_from_wit(r: wit::Routing) -> Routing {

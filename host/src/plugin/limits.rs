@@ -1,6 +1,5 @@
 //! What one message may make a plugin cost the host, beyond its linear
-//! memory and deadline: state writes buffered on the host heap, outputs,
-//! logs. A plugin that goes past a limit fails that message alone
+//! memory and deadline: state writes, outputs, logs. A plugin that goes past a limit fails that message alone
 //! ([`HandleError::Limit`](super::HandleError::Limit), dead-lettered with the
 //! limit named); the host and the other partitions never notice.
 
@@ -9,8 +8,8 @@ use crate::config::PluginConfig;
 /// The limits of `[plugin]`, in bytes and counts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PluginLimits {
-    /// Bytes of state writes (keys plus values) one message may leave
-    /// pending; part of the plugin's memory budget.
+    /// Bytes of state writes (keys plus values) one message may return;
+    /// part of the plugin's memory budget.
     pub max_pending_state_bytes: usize,
     /// Largest state key.
     pub max_key_bytes: usize,
@@ -63,22 +62,12 @@ impl PluginLimits {
     }
 }
 
-/// What the message being handled has used so far.
+/// What the call being made has logged so far.
 #[derive(Debug, Default)]
 pub(crate) struct Usage {
-    pub(crate) pending_state_bytes: usize,
     pub(crate) log_lines: u32,
     pub(crate) log_bytes: usize,
     pub(crate) dropped_log_lines: u32,
-    /// The first limit the message broke; it fails once the call returns.
-    pub(crate) violation: Option<String>,
-}
-
-impl Usage {
-    /// Records the first violation only: it is the one that explains.
-    pub(crate) fn violate(&mut self, reason: impl FnOnce() -> String) {
-        if self.violation.is_none() {
-            self.violation = Some(reason());
-        }
-    }
+    /// How many messages the call handles: the log budget scales with it.
+    pub(crate) messages: u32,
 }

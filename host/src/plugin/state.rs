@@ -3,9 +3,13 @@
 
 use std::collections::BTreeMap;
 
-/// Key-value state owned by the host and scoped to one partition. The
-/// runtime only calls it with the writes of messages that succeeded (see
-/// [`PluginInstance::handle`](super::PluginInstance::handle)).
+/// One state write a plugin returned for a message: `None` deletes the key.
+pub type Write = (Vec<u8>, Option<Vec<u8>>);
+
+/// Key-value state owned by the host and scoped to one partition. Plugins
+/// only read it; the writes of the messages that are kept reach it through
+/// [`apply`](Self::apply) (see
+/// [`PluginInstance::handle_batch`](super::PluginInstance::handle_batch)).
 pub trait StateAccess: Send + 'static {
     /// The value under `key`, if any.
     fn get(&mut self, key: &[u8]) -> Option<Vec<u8>>;
@@ -13,6 +17,16 @@ pub trait StateAccess: Send + 'static {
     fn put(&mut self, key: &[u8], value: &[u8]);
     /// Removes `key`; an absent key is not an error.
     fn delete(&mut self, key: &[u8]);
+    /// Applies one message's writes in order. Takes them by value so that
+    /// a state that stores owned bytes can keep them without a copy.
+    fn apply(&mut self, writes: Vec<Write>) {
+        for (key, value) in writes {
+            match value {
+                Some(value) => self.put(&key, &value),
+                None => self.delete(&key),
+            }
+        }
+    }
 }
 
 /// An in-memory [`StateAccess`] for replay, tests and benchmarks. Ordered, so
@@ -49,5 +63,14 @@ impl StateAccess for MemoryState {
 
     fn delete(&mut self, key: &[u8]) {
         self.map.remove(key);
+    }
+
+    fn apply(&mut self, writes: Vec<Write>) {
+        for (key, value) in writes {
+            match value {
+                Some(value) => self.map.insert(key, value),
+                None => self.map.remove(&key),
+            };
+        }
     }
 }

@@ -10,7 +10,10 @@ use super::PluginError;
 /// The only imports a plugin may have. The types interface shows up when a
 /// guest's bindings re-export its type definitions.
 pub const ALLOWED_IMPORTS: [&str; 3] =
-    ["turnstile:plugin/state@0.2.0", "turnstile:plugin/log@0.2.0", "turnstile:plugin/types@0.2.0"];
+    ["turnstile:plugin/state@0.3.0", "turnstile:plugin/log@0.3.0", "turnstile:plugin/types@0.3.0"];
+
+/// The package prefix of the world's interfaces, whatever their version.
+const PACKAGE: &str = "turnstile:plugin/";
 
 /// The functions a plugin must export.
 pub const REQUIRED_EXPORTS: [&str; 3] = ["handle", "route", "manifest"];
@@ -44,6 +47,10 @@ pub fn check_header(bytes: &[u8]) -> Result<(), PluginError> {
 pub fn check_component(engine: &Engine, component: &Component) -> Result<(), PluginError> {
     let ty = component.component_type();
     if let Some((name, _)) = ty.imports(engine).find(|(name, _)| !ALLOWED_IMPORTS.contains(name)) {
+        // One of ours at another version: say so, not "forbidden".
+        if let Some((_, version)) = name.strip_prefix(PACKAGE).and_then(|rest| rest.split_once('@')) {
+            return Err(PluginError::WorldVersion { found: version.to_owned(), import: name.to_owned() });
+        }
         return Err(PluginError::ForbiddenImport {
             import: name.to_owned(),
             allowed: ALLOWED_IMPORTS.map(|n| format!("`{n}`")).join(", "),

@@ -4,6 +4,7 @@
 //! transaction. ARCHITECTURE.md walks through it.
 
 pub mod dlq;
+mod handle;
 pub mod heartbeat;
 pub mod input;
 mod liveness;
@@ -23,20 +24,17 @@ use rdkafka::Message as _;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::BorrowedMessage;
 use rdkafka::producer::Producer;
 
 use crate::admin::{AdminError, Cluster};
 use crate::config::{Config, GroupProtocol};
 use crate::naming;
-use crate::plugin::{HandleError, Header, LoadedPlugin, Message, PluginError, PluginInstance, StateAccess};
-use crate::publisher::{PublishError, Publisher, Record, producer_properties};
-use crate::routing::{Destination, Router};
+use crate::plugin::{LoadedPlugin, PluginError, PluginInstance, StateAccess};
+use crate::publisher::{PublishError, Publisher, producer_properties};
+use crate::routing::Router;
 use crate::state::ServiceState;
 use crate::state::changelog::Restore;
 use crate::state::checkpoint::{self, CheckpointDir};
-use dlq::{DeadLetter, Failure};
-use input::{InputRecord, Placement};
 use metrics::{Metrics, MetricsSnapshot};
 use rebalance::{RunnerContext, Shared, lock};
 pub use reload::Reloader;
@@ -130,6 +128,9 @@ impl StateAccess for SharedState {
     fn delete(&mut self, key: &[u8]) {
         lock(&self.0).delete(key)
     }
+    fn apply(&mut self, writes: Vec<crate::plugin::Write>) {
+        lock(&self.0).apply(writes)
+    }
 }
 
 /// One running service instance.
@@ -139,20 +140,6 @@ pub struct Runner {
     inputs: HashMap<String, String>,
     worker: Worker,
     reloader: Option<Reloader>,
-}
-
-/// The failure kind of a plugin that cannot be instantiated: never a dead
-/// letter, the runner stops instead.
-const UNAVAILABLE: &str = "unavailable";
-
-/// What becomes of one input message.
-enum Outcome {
-    /// Handled: these outputs, all routed and within size.
-    Produce(Vec<(Destination, Vec<u8>, bool)>),
-    /// On the wrong partition: forwarded unchanged to its own.
-    Forward { partition: i32, key: String },
-    /// Not handled: to the DLQ with the reason.
-    DeadLetter(Failure),
 }
 
 /// Everything but the consumer, so that a polled message can borrow the
@@ -348,6 +335,7 @@ impl Runner {
         let Runner { consumer, inputs, worker: w, reloader } = self;
         let interval = Duration::from_millis(w.config.runner.commit_interval_ms);
         let max_batch = w.config.runner.max_batch;
+        let plugin_batch = w.config.runner.plugin_batch.max(1);
         let min_gap = Duration::from_millis(w.config.runner.commit_min_gap_ms).min(interval);
         let stall_timeout = Duration::from_millis(w.config.runner.stall_timeout_ms);
         let mut fetch_watch = liveness::FetchWatch::new(stall_timeout);
@@ -385,33 +373,44 @@ impl Runner {
                 Some(open_for) => min_gap.saturating_sub(open_for).min(interval.saturating_sub(open_for)),
                 None => Duration::from_millis(100),
             };
-            let idle = match consumer.poll(wait) {
-                None => true,
-                Some(Ok(message)) => {
-                    // A hook inside this poll may have failed.
-                    if let Some(reason) = lock(&w.shared).fatal.take() {
-                        return Err(RunnerError::Rebalance(reason));
+            // Up to `plugin_batch` records, as many as are waiting; each run
+            // of one partition goes to the plugin in one call.
+            let mut polled: Vec<handle::Polled<'_>> = Vec::new();
+            let mut idle = false;
+            while polled.len() < plugin_batch {
+                let timeout = if polled.is_empty() { wait } else { Duration::ZERO };
+                match consumer.poll(timeout) {
+                    None => {
+                        idle = true;
+                        break;
                     }
-                    if !lock(&w.shared).ready(message.partition()) {
-                        // Paused partitions deliver nothing new, but a fetch
-                        // may have been in flight: put it back, never handle
-                        // it against state that is not restored or not held.
-                        let offset = rdkafka::Offset::Offset(message.offset());
-                        let (topic, partition) = (message.topic().to_owned(), message.partition());
-                        drop(message);
-                        consumer
-                            .seek(&topic, partition, offset, Duration::from_secs(10))
-                            .map_err(|source| RunnerError::Rewind { topic, partition, source })?;
-                    } else if let Some(action) = inputs.get(message.topic()) {
-                        w.process(action, &message)?;
+                    Some(Ok(message)) => {
+                        // A hook inside this poll may have failed.
+                        if let Some(reason) = lock(&w.shared).fatal.take() {
+                            return Err(RunnerError::Rebalance(reason));
+                        }
+                        if let Some(action) = inputs.get(message.topic()) {
+                            polled.push((action, message));
+                        }
                     }
-                    false
+                    Some(Err(err)) => {
+                        tracing::warn!(error = %err, "consumer error");
+                        idle = polled.is_empty();
+                        break;
+                    }
                 }
-                Some(Err(err)) => {
-                    tracing::warn!(error = %err, "consumer error");
-                    true
-                }
-            };
+            }
+            // Readiness is checked per run, after the last poll: a rebalance
+            // inside a later poll may have taken an earlier record's partition.
+            let mut rest = &polled[..];
+            while let Some((_, first)) = rest.first() {
+                let partition = first.partition();
+                let len = rest.iter().take_while(|(_, m)| m.partition() == partition).count();
+                let (run, after) = rest.split_at(len);
+                w.process_run(consumer, run)?;
+                rest = after;
+            }
+            drop(polled);
             if std::mem::take(&mut lock(&w.shared).plugin_stale) {
                 w.reset_plugin();
             }
@@ -510,262 +509,6 @@ impl Runner {
 }
 
 impl Worker {
-    /// Handles one input message inside the open transaction: forwards it
-    /// if it is on the wrong partition, dead-letters it if it cannot be
-    /// handled, and otherwise produces all of its outputs or none.
-    fn process(&mut self, action: &str, message: &BorrowedMessage<'_>) -> Result<(), RunnerError> {
-        let input = InputRecord::read(message);
-        if input.reserved_headers_dropped > 0 {
-            tracing::debug!(
-                topic = input.topic,
-                offset = input.offset,
-                dropped = input.reserved_headers_dropped,
-                "dropped input headers named turnstile.*"
-            );
-        }
-        let Some(payload) = input.payload else {
-            let failure = Failure::new("invalid", "a tombstone (null value) is not a message");
-            return self.finish(&input, Outcome::DeadLetter(failure));
-        };
-        let headers: Vec<Header<'_>> = input.headers.iter().map(|(k, v)| Header { key: k, value: v }).collect();
-        let plugin_message = Message {
-            topic: input.topic,
-            partition: input.partition,
-            offset: input.offset,
-            key: input.key_str(),
-            payload,
-            headers: &headers,
-            timestamp: input.timestamp,
-            event_id: self.identity.event_id,
-            action,
-        };
-        let max = self.config.runner.max_record_bytes;
-        let outcome = match self.placement(action, &input, &plugin_message) {
-            Ok(Placement::Here) => self.handle(&plugin_message)?,
-            Ok(Placement::Forward { key, .. })
-                if dlq::record_size(
-                    key.len(),
-                    payload.len(),
-                    input.headers.iter().map(|(k, v)| (k.len(), v.len())),
-                ) > max =>
-            {
-                let reason = format!(
-                    "the record belongs on another partition, but forwarded with its {}-byte key it would exceed \
-                     runner.max_record_bytes ({max})",
-                    key.len()
-                );
-                Outcome::DeadLetter(Failure::new("limit", reason))
-            }
-            Ok(Placement::Forward { partition, key }) => Outcome::Forward { partition, key },
-            // Not the record's fault: stop rather than dead-letter good input.
-            Err(failure) if failure.kind == UNAVAILABLE => return Err(RunnerError::PluginUnavailable(failure.reason)),
-            Err(failure) => Outcome::DeadLetter(failure),
-        };
-        self.finish(&input, outcome)
-    }
-
-    /// Where a record belongs (DOMAIN.md §3): by its key when the key has
-    /// the topic's format, else by the routing the plugin reads from its
-    /// value. Topics outside the topology are not partitioned by the host.
-    fn placement(
-        &mut self,
-        action: &str,
-        input: &InputRecord<'_>,
-        message: &Message<'_>,
-    ) -> Result<Placement, Failure> {
-        let Some(kind) = naming::routing_kind(action) else { return Ok(Placement::Here) };
-        let event_id = self.identity.event_id;
-        let partitions = self.router.partitions();
-        let by_key = input::place_by_key(event_id, kind, input.key_str(), partitions);
-        // Records from clients are also checked against their value: a key
-        // that names another booking than the value would put the booking's
-        // state on a partition its seat results never reach. The host's own
-        // topics are written with both from one routing.
-        if let Some(home) = &by_key
-            && !self.client_topics.contains(input.topic)
-        {
-            return Ok(input::placement(input.partition, home.clone()));
-        }
-        lock(&self.state.0).select(input.partition);
-        let by_value = match self.instance.route(message) {
-            Ok(Some(routing)) => Some(
-                input::place_by_routing(event_id, kind, &routing, partitions)
-                    .map_err(|reason| Failure::new("unroutable", reason))?,
-            ),
-            Ok(None) => None,
-            Err(HandleError::Unavailable(reason)) => return Err(Failure::new(UNAVAILABLE, reason)),
-            Err(err) => return Err(Failure::from(&err)),
-        };
-        match (by_key, by_value) {
-            (Some(key), Some(value)) if key.0 != value.0 => Err(Failure::new(
-                "unroutable",
-                format!(
-                    "the key routes the record to partition {} but its value's business key to partition {}",
-                    key.0, value.0
-                ),
-            )),
-            // A value the plugin cannot read: the key decides, and the
-            // plugin dead-letters the value when it handles it.
-            (Some(home), _) | (None, Some(home)) => Ok(input::placement(input.partition, home)),
-            (None, None) => Err(Failure::new(
-                "unroutable",
-                "the record has no key of the topic's format and the plugin found no routing in its value",
-            )),
-        }
-    }
-
-    /// Hands a record that belongs here to the plugin and checks that every
-    /// output can be produced before any is.
-    fn handle(&mut self, message: &Message<'_>) -> Result<Outcome, RunnerError> {
-        lock(&self.state.0).select(message.partition);
-        let outputs = match self.handle_with_retries(message) {
-            Ok(outputs) => outputs,
-            // Not the message's fault: stop rather than dead-letter good input.
-            Err(HandleError::Unavailable(reason)) => return Err(RunnerError::PluginUnavailable(reason)),
-            Err(err) => return Ok(Outcome::DeadLetter(Failure::from(&err))),
-        };
-        let max = self.config.runner.max_record_bytes;
-        let mut routed = Vec::with_capacity(outputs.len());
-        for output in outputs {
-            let destination = match self.router.route(&output) {
-                Ok(d) => d,
-                Err(e) => {
-                    return Ok(Outcome::DeadLetter(Failure::new(
-                        "invalid",
-                        format!("plugin output cannot be routed: {e}"),
-                    )));
-                }
-            };
-            let size = dlq::record_size(destination.key.len(), output.payload.len(), []);
-            if size > max {
-                let reason = format!(
-                    "output `{}` would be a record of {size} bytes, over runner.max_record_bytes ({max})",
-                    output.action
-                );
-                return Ok(Outcome::DeadLetter(Failure::new("limit", reason)));
-            }
-            routed.push((destination, output.payload, output.critical));
-        }
-        Ok(Outcome::Produce(routed))
-    }
-
-    /// Puts a message's outcome into the open transaction and records its
-    /// offset. A failed send poisons the transaction: it can then only abort.
-    fn finish(&mut self, input: &InputRecord<'_>, outcome: Outcome) -> Result<(), RunnerError> {
-        let mut shared = lock(&self.shared);
-        let txn = &mut shared.txn;
-        txn.ensure_open()?;
-        // Before anything is sent: an abort must rewind to this message even
-        // if it is the first of its partition in the transaction.
-        txn.record_first(input.topic, input.partition, input.offset);
-        let sent = match outcome {
-            Outcome::Produce(outputs) => {
-                lock(&self.state.0).accept_message();
-                let mut result = Ok(());
-                for (Destination { topic, partition, key }, payload, critical) in &outputs {
-                    result =
-                        txn.send(Record { topic, partition: *partition, key: key.as_bytes(), payload, headers: &[] });
-                    if result.is_err() {
-                        break;
-                    }
-                    if *critical {
-                        txn.mark_critical();
-                    }
-                }
-                Metrics::add(&self.metrics.processed, 1);
-                Metrics::add(&self.metrics.produced, outputs.len() as u64);
-                result
-            }
-            Outcome::Forward { partition, key } => {
-                lock(&self.state.0).reject_message();
-                tracing::debug!(
-                    topic = input.topic,
-                    from = input.partition,
-                    to = partition,
-                    offset = input.offset,
-                    "forwarding a record to its own partition"
-                );
-                let headers: Vec<(&str, &[u8])> =
-                    input.headers.iter().map(|(k, v)| (k.as_str(), v.as_slice())).collect();
-                Metrics::add(&self.metrics.forwarded, 1);
-                txn.send(Record {
-                    topic: input.topic,
-                    partition,
-                    key: key.as_bytes(),
-                    payload: input.payload.unwrap_or_default(),
-                    headers: &headers,
-                })
-            }
-            Outcome::DeadLetter(failure) => {
-                lock(&self.state.0).reject_message();
-                tracing::warn!(topic = input.topic, partition = input.partition, offset = input.offset, kind = failure.kind, reason = %failure.reason, "message dead-lettered");
-                let letter = DeadLetter {
-                    failure: &failure,
-                    plugin_service: &self.identity.service,
-                    plugin_version: &self.plugin_version,
-                    topic: input.topic,
-                    partition: input.partition,
-                    offset: input.offset,
-                }
-                .letter(
-                    input.key.unwrap_or_default(),
-                    input.payload.unwrap_or_default(),
-                    &input.headers,
-                    self.config.runner.max_record_bytes,
-                );
-                if letter.stub {
-                    tracing::warn!(
-                        topic = input.topic,
-                        offset = input.offset,
-                        "the dead letter was too large; sent a stub with the reason and source"
-                    );
-                }
-                let header_refs: Vec<(&str, &[u8])> =
-                    letter.headers.iter().map(|(k, v)| (k.as_str(), v.as_slice())).collect();
-                let dlq_partitions = self.partitions.get(&self.dlq_topic).copied().unwrap_or(1);
-                Metrics::add(&self.metrics.failed, 1);
-                Metrics::add(&self.metrics.dead_lettered, 1);
-                txn.send(Record {
-                    topic: &self.dlq_topic,
-                    partition: input.partition.min(dlq_partitions - 1),
-                    key: &letter.key,
-                    payload: &letter.payload,
-                    headers: &header_refs,
-                })
-            }
-        };
-        if let Err(err) = sent {
-            txn.poison();
-            return Err(err.into());
-        }
-        txn.record_input(input.topic, input.partition, input.offset);
-        Ok(())
-    }
-
-    /// Calls the plugin, retrying `transient` failures with doubling,
-    /// capped backoff.
-    fn handle_with_retries(&mut self, message: &Message<'_>) -> Result<Vec<crate::plugin::Output>, HandleError> {
-        let cap = Duration::from_millis(self.config.runner.max_retry_backoff_ms);
-        let mut backoff = Duration::from_millis(self.config.runner.retry_backoff_ms).min(cap);
-        let mut retries = 0;
-        loop {
-            match self.instance.handle(message) {
-                Err(HandleError::Transient(reason)) if retries < self.config.runner.max_retries => {
-                    lock(&self.state.0).reject_message();
-                    retries += 1;
-                    Metrics::add(&self.metrics.retried, 1);
-                    tracing::debug!(retries, %reason, "transient plugin failure; retrying");
-                    std::thread::sleep(backoff);
-                    backoff = (backoff * 2).min(cap);
-                }
-                Err(HandleError::Transient(reason)) => {
-                    return Err(HandleError::Transient(format!("{reason} (gave up after {retries} retries)")));
-                }
-                other => return other,
-            }
-        }
-    }
-
     /// Writes this instance's report for `turnstile status`.
     fn write_report(&self, state: &str) {
         let report = report::InstanceReport {

@@ -1,4 +1,4 @@
-//! Plugin state, kept by the host in four layers per input partition:
+//! Plugin state, kept by the host in three layers per input partition:
 //!
 //! - **committed**: the state as of the last committed Kafka transaction,
 //!   restored from the changelog topic when the partition is assigned;
@@ -6,10 +6,12 @@
 //!   (already sent to the changelog, coalesced per key), promoted when the
 //!   commit lands and dropped if it fails;
 //! - **transaction**: writes of messages in the open transaction, which
-//!   become the committing layer when its commit starts, dropped if it aborts;
-//! - **message**: writes of the message being handled, folded into the
-//!   transaction when the plugin returns normally and dropped when the
-//!   message fails (a trap half-way through a handler leaves no trace).
+//!   become the committing layer when its commit starts, dropped if it aborts.
+//!
+//! A message's own writes never reach these layers unless the message is
+//! kept: the plugin returns them with its outcome (WIT `handled.writes`) and
+//! the runner [`apply`](StateAccess::apply)s them only then, so a trap half-way
+//! through a handler leaves no trace.
 
 pub mod changelog;
 pub mod checkpoint;
@@ -31,7 +33,6 @@ pub struct PartitionState {
     committed: HashMap<Vec<u8>, Vec<u8>>,
     committing: Pending,
     transaction: Pending,
-    message: Pending,
     /// The last changelog record the committed layer includes, when known
     /// (`None` for an empty changelog, or after a commit whose offsets were
     /// not reported): what a checkpoint of it is verified against.
@@ -59,15 +60,10 @@ impl PartitionState {
     }
 
     fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
-        match self.message.get(key).or_else(|| self.transaction.get(key)).or_else(|| self.committing.get(key)) {
+        match self.transaction.get(key).or_else(|| self.committing.get(key)) {
             Some(pending) => pending.clone(),
             None => self.committed.get(key).cloned(),
         }
-    }
-
-    /// Folds the current message's writes into the transaction.
-    fn accept_message(&mut self) {
-        self.transaction.extend(self.message.drain());
     }
 
     /// The transaction's writes, one per key, for the changelog.
@@ -107,7 +103,6 @@ impl PartitionState {
     fn abort(&mut self) {
         self.committing.clear();
         self.transaction.clear();
-        self.message.clear();
     }
 
     /// The committed entries (for snapshots and tests).
@@ -151,20 +146,6 @@ impl ServiceState {
         self.partitions.iter().map(|(p, s)| (*p, s))
     }
 
-    /// The current message succeeded: keep its writes in the transaction.
-    pub fn accept_message(&mut self) {
-        if let Some(state) = self.partitions.get_mut(&self.current) {
-            state.accept_message();
-        }
-    }
-
-    /// The current message failed: forget its writes.
-    pub fn reject_message(&mut self) {
-        if let Some(state) = self.partitions.get_mut(&self.current) {
-            state.message.clear();
-        }
-    }
-
     /// The open transaction's writes start committing (they are on their
     /// way to the changelog); new writes build on them.
     pub fn start_commit(&mut self) {
@@ -200,11 +181,15 @@ impl StateAccess for ServiceState {
     }
 
     fn put(&mut self, key: &[u8], value: &[u8]) {
-        self.current_mut().message.insert(key.to_vec(), Some(value.to_vec()));
+        self.current_mut().transaction.insert(key.to_vec(), Some(value.to_vec()));
     }
 
     fn delete(&mut self, key: &[u8]) {
-        self.current_mut().message.insert(key.to_vec(), None);
+        self.current_mut().transaction.insert(key.to_vec(), None);
+    }
+
+    fn apply(&mut self, writes: Vec<crate::plugin::Write>) {
+        self.current_mut().transaction.extend(writes);
     }
 }
 
@@ -217,16 +202,13 @@ mod tests {
         let mut s = ServiceState::default();
         s.select(3);
         s.put(b"k", b"1");
-        s.accept_message();
         s.start_commit();
+        assert_eq!(s.get(b"k"), Some(b"1".to_vec()), "committing");
         s.commit(&mut HashMap::new());
-        s.put(b"k", b"2");
-        s.accept_message();
+        s.apply(vec![(b"k".to_vec(), Some(b"2".to_vec()))]);
         assert_eq!(s.get(b"k"), Some(b"2".to_vec()));
-        s.delete(b"k");
-        assert_eq!(s.get(b"k"), None);
-        s.reject_message();
-        assert_eq!(s.get(b"k"), Some(b"2".to_vec()));
+        s.apply(vec![(b"k".to_vec(), None)]);
+        assert_eq!(s.get(b"k"), None, "a delete hides what is below it");
         s.abort();
         assert_eq!(s.get(b"k"), Some(b"1".to_vec()));
     }
@@ -236,7 +218,6 @@ mod tests {
         let mut s = ServiceState::default();
         s.select(0);
         s.put(b"k", b"zero");
-        s.accept_message();
         s.select(1);
         assert_eq!(s.get(b"k"), None);
         s.start_commit();
@@ -250,13 +231,11 @@ mod tests {
         let mut s = ServiceState::default();
         s.select(0);
         s.put(b"a", b"1");
-        s.accept_message();
         s.start_commit();
         // While it commits, the next messages read and overwrite its writes.
         assert_eq!(s.get(b"a"), Some(b"1".to_vec()));
         s.put(b"a", b"2");
         s.put(b"b", b"x");
-        s.accept_message();
         let (_, p) = s.partitions().next().unwrap();
         assert_eq!(p.transaction_writes().count(), 2, "only the open transaction's writes");
         s.commit(&mut HashMap::new());
@@ -275,13 +254,9 @@ mod tests {
         let mut s = ServiceState::default();
         s.select(0);
         for v in [b"1", b"2", b"3"] {
-            s.put(b"k", v);
-            s.accept_message();
+            s.apply(vec![(b"k".to_vec(), Some(v.to_vec()))]);
         }
-        s.put(b"gone", b"x");
-        s.accept_message();
-        s.delete(b"gone");
-        s.accept_message();
+        s.apply(vec![(b"gone".to_vec(), Some(b"x".to_vec())), (b"gone".to_vec(), None)]);
         let (_, p) = s.partitions().next().unwrap();
         let mut writes: Vec<_> = p.transaction_writes().collect();
         writes.sort();

@@ -13,32 +13,31 @@
 //! with the output. A record that is not a status change is `invalid`: the
 //! host dead-letters it and moves on.
 //!
-//! `no_std` on wasm32, so the component imports nothing but the plugin world.
-#![cfg(target_arch = "wasm32")]
-#![no_std]
+//! The logic is plain Rust over a [`Store`], so `cargo test` runs it natively;
+//! `export_plugin!` wraps it as a component (`no_std` on wasm32, so the
+//! component imports nothing but the plugin world).
+#![cfg_attr(target_arch = "wasm32", no_std)]
 
 extern crate alloc;
 
+#[cfg(target_arch = "wasm32")]
+turnstile_protocol::export_plugin!();
+
 use alloc::format;
-use alloc::string::{String, ToString};
+use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
 
 use serde::Serialize;
-use turnstile_protocol::BookingStatusChanged;
+use turnstile_protocol::{BookingStatusChanged, HandleError, LogLevel, Output, Routing, Store};
 
-// Generated from wit/plugin.wit. `std_feature` guards std-only impls behind a
-// feature we never set; the canonical ABI flattens a message into many
-// parameters.
-#[allow(unexpected_cfgs, clippy::too_many_arguments)]
-mod bindings {
-    wit_bindgen::generate!({ path: "../../wit", world: "plugin", std_feature });
-}
-
-use bindings::turnstile::plugin::log::{Level, log};
-use bindings::turnstile::plugin::state;
-use bindings::turnstile::plugin::types::Routing;
-use bindings::{Error, Guest, Manifest, Message, Output};
+/// The service this plugin implements: `turnstile deploy --service
+/// example-service` refuses a plugin whose manifest names another one.
+pub const SERVICE: &str = "example-service";
+/// Actions of the topics it consumes.
+pub const CONSUMES: &[&str] = &["booking-status-changed"];
+/// Actions of the topics it may emit to.
+pub const EMITS: &[&str] = &["booking-audit"];
 
 /// The record this plugin emits.
 #[derive(Serialize)]
@@ -52,55 +51,70 @@ struct Audit<'a> {
     is_final: bool,
 }
 
-struct Example;
+/// Handles one `booking-status-changed` record.
+pub fn handle<S: Store + ?Sized>(
+    store: &mut S,
+    event_id: u64,
+    action: &str,
+    payload: &[u8],
+) -> Result<Vec<Output>, HandleError> {
+    let _ = (event_id, action);
+    let status: BookingStatusChanged = serde_json::from_slice(payload)
+        .map_err(|e| HandleError::invalid(format_args!("not a booking_status_changed: {e}")))?;
 
-impl Guest for Example {
-    /// Checked at deploy and load: `turnstile deploy --service example-service`
-    /// refuses a plugin whose manifest names another service.
-    fn manifest() -> Manifest {
-        Manifest {
-            service: "example-service".into(),
-            version: env!("CARGO_PKG_VERSION").into(),
-            consumes: vec!["booking-status-changed".into()],
-            emits: vec!["booking-audit".into()],
-        }
-    }
+    // State is scoped to the record's partition; a booking's statuses all
+    // share one partition, so its counter is always here.
+    let key = format!("changes/{}", status.booking_id);
+    let seen = store.get(key.as_bytes()).and_then(|v| String::from_utf8(v).ok()).and_then(|s| s.parse().ok());
+    let change: u64 = seen.unwrap_or(0) + 1;
+    store.put(key.as_bytes(), format!("{change}").as_bytes());
+    store.log(
+        LogLevel::Debug,
+        &format!("booking {} is {} (change {change})", status.booking_id, status.status.as_str()),
+    );
 
-    fn handle(message: Message) -> Result<Vec<Output>, Error> {
-        let status: BookingStatusChanged = serde_json::from_slice(&message.payload)
-            .map_err(|e| Error::Invalid(format!("not a booking_status_changed: {e}")))?;
-
-        // State is scoped to the message's partition; a booking's statuses all
-        // share one partition, so its counter is always here.
-        let key = format!("changes/{}", status.booking_id);
-        let seen = state::get(key.as_bytes()).and_then(|v| String::from_utf8(v).ok()).and_then(|s| s.parse().ok());
-        let change: u64 = seen.unwrap_or(0) + 1;
-        state::put(key.as_bytes(), change.to_string().as_bytes());
-        log(Level::Debug, &format!("booking {} is {} (change {change})", status.booking_id, status.status.as_str()));
-
-        let audit = Audit {
-            kind: "booking_audit",
-            booking_id: &status.booking_id,
-            status: status.status.as_str(),
-            change,
-            is_final: status.status.is_terminal(),
-        };
-        let payload = serde_json::to_vec(&audit).map_err(|e| Error::Invalid(e.to_string()))?;
-        Ok(vec![Output {
-            action: "booking-audit".into(),
-            // The host keys it `event-{id}-booking-{booking_id}` and picks the partition.
-            routing: Routing::Booking(status.booking_id.clone()),
-            payload,
-            critical: false,
-        }])
-    }
-
-    /// Only asked for a consumed record whose key is not a booking key: the
-    /// booking id in the status message names its partition.
-    fn route(message: Message) -> Option<Routing> {
-        let status: BookingStatusChanged = serde_json::from_slice(&message.payload).ok()?;
-        Some(Routing::Booking(status.booking_id))
-    }
+    let audit = Audit {
+        kind: "booking_audit",
+        booking_id: &status.booking_id,
+        status: status.status.as_str(),
+        change,
+        is_final: status.status.is_terminal(),
+    };
+    // The host keys it `event-{id}-booking-{booking_id}` and picks the partition.
+    Ok(vec![Output::json("booking-audit", Routing::Booking(status.booking_id.clone()), &audit)?])
 }
 
-bindings::export!(Example with_types_in bindings);
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use turnstile_protocol::MemoryStore;
+
+    fn status(booking: &str, status: &str) -> Vec<u8> {
+        format!(r#"{{"type":"booking_status_changed","booking_id":"{booking}","buyer_id":7,"status":"{status}"}}"#)
+            .into_bytes()
+    }
+
+    #[test]
+    fn numbers_each_bookings_changes() {
+        let mut store = MemoryStore::new();
+        let mut audit = |booking: &str, s: &str| {
+            let out = handle(&mut store, 42, "booking-status-changed", &status(booking, s)).expect("handled");
+            assert_eq!(out.len(), 1);
+            assert_eq!(out[0].action, "booking-audit");
+            assert_eq!(out[0].routing, Routing::Booking(booking.into()));
+            serde_json::from_slice::<serde_json::Value>(&out[0].payload).expect("json")
+        };
+        assert_eq!(audit("b1", "processing")["change"], 1);
+        assert_eq!(audit("b2", "failed")["final"], true);
+        let done = audit("b1", "completed");
+        assert_eq!((done["change"].as_u64(), done["final"].as_bool()), (Some(2), Some(true)));
+    }
+
+    #[test]
+    fn anything_else_is_invalid_and_writes_nothing() {
+        let mut store = MemoryStore::new();
+        let err = handle(&mut store, 42, "booking-status-changed", b"{\"type\":\"nope\"}").unwrap_err();
+        assert!(matches!(err, HandleError::Invalid(_)), "{err}");
+        assert!(store.map.is_empty());
+    }
+}

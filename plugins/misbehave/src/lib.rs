@@ -3,8 +3,8 @@
 //! By the payload's `type`: `spin` loops forever, `grow` allocates (and
 //! touches) memory without bound, `trap` panics (a wasm trap), `invalid` and
 //! `transient` return those errors. The host-limit bombs: `state_bomb`
-//! writes `n` values of 200 KiB under new keys (a host heap bomb if writes
-//! were unbounded), `big_key` writes one 1 MiB key,
+//! writes `n` values of 200 KiB under new keys (the writes return to the
+//! host with the message's result, so they are bounded per message), `big_key` writes one 1 MiB key,
 //! `big_value` one 1 MiB value, `output_flood` returns `n` outputs,
 //! `big_output` one output of `n` KiB, `log_flood` logs `n` lines of 1 KiB,
 //! `misroute` emits `seat-reservation-result` routed by section. `global`

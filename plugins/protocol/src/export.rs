@@ -34,9 +34,11 @@ macro_rules! export_plugin {
                 wit_bindgen::generate!({ path: "../../wit", world: "plugin", std_feature });
             }
 
-            use bindings::turnstile::plugin::types::{Routing, SectionRoute};
+            use bindings::Guest;
+            use bindings::turnstile::plugin::types::{
+                Error, Handled, Manifest, Message, Output, Routing, SectionRoute, Write,
+            };
             use bindings::turnstile::plugin::{log, state};
-            use bindings::{Error, Guest, Manifest, Message, Output};
 
             struct Plugin;
 
@@ -50,13 +52,31 @@ macro_rules! export_plugin {
                     }
                 }
 
-                fn handle(message: Message) -> Result<Vec<Output>, Error> {
-                    crate::handle(&mut HostState, message.event_id, &message.action, &message.payload)
-                        .map(|outputs| outputs.into_iter().map(output).collect())
-                        .map_err(|e| match e {
-                            proto::HandleError::Invalid(r) => Error::Invalid(r),
-                            proto::HandleError::Transient(r) => Error::Transient(r),
-                        })
+                fn handle(messages: Vec<Message>) -> Vec<Result<Handled, Error>> {
+                    let mut store = proto::batch::Batch::new(HostState);
+                    let count = messages.len();
+                    let mut results = Vec::with_capacity(count);
+                    for (i, message) in messages.into_iter().enumerate() {
+                        let result = crate::handle(&mut store, message.event_id, &message.action, &message.payload);
+                        let writes = store.end_message(result.is_ok(), i + 1 < count);
+                        results.push(match result {
+                            Ok(outputs) => Ok(Handled {
+                                outputs: outputs.into_iter().map(output).collect(),
+                                writes: writes.into_iter().map(|(key, value)| Write { key, value }).collect(),
+                            }),
+                            Err(proto::HandleError::Invalid(r)) => Err(Error::Invalid(r)),
+                            Err(proto::HandleError::Transient(r)) => Err(Error::Transient(r)),
+                        });
+                        // The host hands what follows a transient failure again,
+                        // after retrying it: handling it now would be wasted.
+                        if matches!(results.last(), Some(Err(Error::Transient(_)))) {
+                            while results.len() < count {
+                                results.push(Err(Error::Transient("not handled: an earlier message of the batch failed transiently".into())));
+                            }
+                            break;
+                        }
+                    }
+                    results
                 }
 
                 fn route(message: Message) -> Option<Routing> {
@@ -78,20 +98,12 @@ macro_rules! export_plugin {
                 Output { action: o.action, routing: routing(o.routing), payload: o.payload, critical: o.critical }
             }
 
-            /// The host's `state` and `log` imports as a [`proto::Store`].
+            /// The host's `state` and `log` imports, under a batch's overlay.
             struct HostState;
 
-            impl proto::Store for HostState {
+            impl proto::batch::Backend for HostState {
                 fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
                     state::get(key)
-                }
-
-                fn put(&mut self, key: &[u8], value: &[u8]) {
-                    state::put(key, value);
-                }
-
-                fn delete(&mut self, key: &[u8]) {
-                    state::delete(key);
                 }
 
                 fn log(&mut self, level: proto::LogLevel, message: &str) {

@@ -5,6 +5,7 @@
 //! - [`plugin`]: the plain-Rust mirror of the WIT world ([`Store`], [`Output`],
 //!   [`Routing`], [`HandleError`]) so plugin logic runs natively and in wasm.
 //! - [`rules`]: booking validation shared by both services.
+//! - [`batch`]: the [`Store`] a handler sees inside a batched `handle` call.
 //! - [`codec`]: a tiny binary writer/reader for compact plugin state.
 //! - [`export_plugin!`]: the component glue of a plugin crate.
 //!
@@ -15,6 +16,7 @@
 
 extern crate alloc;
 
+pub mod batch;
 pub mod codec;
 mod export;
 #[cfg(all(feature = "guest", target_arch = "wasm32"))]

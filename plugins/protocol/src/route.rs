@@ -7,7 +7,7 @@ use alloc::string::String;
 
 use serde::Deserialize;
 
-use crate::names::{BOOKING_COMMAND, SEAT_RESERVATION_RESULT, TICKET_COMMAND_REQUEST};
+use crate::names::{BOOKING_COMMAND, BOOKING_STATUS_CHANGED, SEAT_RESERVATION_RESULT, TICKET_COMMAND_REQUEST};
 use crate::plugin::Routing;
 
 /// Only the business keys; every other field is ignored.
@@ -24,7 +24,9 @@ struct Keys {
 pub fn route_by_value(action: &str, payload: &[u8]) -> Option<Routing> {
     let keys: Keys = serde_json::from_slice(payload).ok()?;
     match action {
-        BOOKING_COMMAND | SEAT_RESERVATION_RESULT => keys.booking_id.filter(|id| !id.is_empty()).map(Routing::Booking),
+        BOOKING_COMMAND | SEAT_RESERVATION_RESULT | BOOKING_STATUS_CHANGED => {
+            keys.booking_id.filter(|id| !id.is_empty()).map(Routing::Booking)
+        }
         TICKET_COMMAND_REQUEST => keys
             .section
             .filter(|s| !s.is_empty())
@@ -43,6 +45,8 @@ mod tests {
         assert_eq!(route_by_value(BOOKING_COMMAND, create), Some(Routing::Booking("b-1".into())));
         let result = br#"{"type":"seats_sold","booking_id":"b-2","seats":[]}"#;
         assert_eq!(route_by_value(SEAT_RESERVATION_RESULT, result), Some(Routing::Booking("b-2".into())));
+        let status = br#"{"type":"booking_status_changed","booking_id":"b-3","buyer_id":1,"status":"failed"}"#;
+        assert_eq!(route_by_value(BOOKING_STATUS_CHANGED, status), Some(Routing::Booking("b-3".into())));
     }
 
     #[test]

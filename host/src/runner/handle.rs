@@ -1,0 +1,392 @@
+//! What happens to the records the runner polled: each goes to the plugin,
+//! to its own partition, or to the DLQ, and its outcome joins the open
+//! transaction in offset order.
+//!
+//! Consecutive records of one partition are handed to the plugin together
+//! (`runner.plugin_batch`, WIT `handle`), but every record keeps its own
+//! outcome: the plugin returns each one's outputs and state writes apart,
+//! and the runner keeps a record's writes only when it keeps the record.
+
+use std::time::Duration;
+
+use std::sync::Mutex;
+
+use rdkafka::Message as _;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::BorrowedMessage;
+
+use super::dlq::{self, DeadLetter, Failure};
+use super::input::{self, InputRecord, Placement};
+use super::metrics::Metrics;
+use super::rebalance::{RunnerContext, Shared, lock};
+use super::{RunnerError, Worker};
+use crate::naming;
+use crate::plugin::{HandleError, Handled, Header, Message, StateAccess};
+use crate::publisher::Record;
+use crate::routing::Destination;
+
+/// The failure kind of a plugin that cannot be instantiated: never a dead
+/// letter, the runner stops instead.
+const UNAVAILABLE: &str = "unavailable";
+
+/// What becomes of one input message.
+pub(super) enum Outcome {
+    /// Handled: these outputs, all routed and within size.
+    Produce(Vec<(Destination, Vec<u8>, bool)>),
+    /// On the wrong partition: forwarded unchanged to its own.
+    Forward { partition: i32, key: String },
+    /// Not handled: to the DLQ with the reason.
+    DeadLetter(Failure),
+}
+
+/// One polled record and the action of its topic.
+pub(super) type Polled<'c> = (&'c str, BorrowedMessage<'c>);
+
+impl Worker {
+    /// Handles consecutive records of one partition inside the open
+    /// transaction: forwards those on the wrong partition, dead-letters those
+    /// that cannot be handled, and produces all of each other one's outputs
+    /// or none.
+    pub(super) fn process_run(
+        &mut self,
+        consumer: &BaseConsumer<RunnerContext>,
+        run: &[Polled<'_>],
+    ) -> Result<(), RunnerError> {
+        let Some((_, first)) = run.first() else { return Ok(()) };
+        let partition = first.partition();
+        if !lock(&self.shared).ready(partition) {
+            return put_back(&self.shared, consumer, run);
+        }
+        let inputs: Vec<InputRecord<'_>> = run.iter().map(|(_, m)| InputRecord::read(m)).collect();
+        let headers: Vec<Vec<Header<'_>>> = inputs
+            .iter()
+            .map(|input| input.headers.iter().map(|(k, v)| Header { key: k, value: v }).collect())
+            .collect();
+        let mut outcomes: Vec<Option<Outcome>> = Vec::with_capacity(run.len());
+        // The records that go to the plugin, and where their outcome goes.
+        let mut here: Vec<(usize, Message<'_>)> = Vec::new();
+        for (k, ((action, _), input)) in run.iter().zip(&inputs).enumerate() {
+            if input.reserved_headers_dropped > 0 {
+                tracing::debug!(
+                    topic = input.topic,
+                    offset = input.offset,
+                    dropped = input.reserved_headers_dropped,
+                    "dropped input headers named turnstile.*"
+                );
+            }
+            let Some(payload) = input.payload else {
+                let failure = Failure::new("invalid", "a tombstone (null value) is not a message");
+                outcomes.push(Some(Outcome::DeadLetter(failure)));
+                continue;
+            };
+            let message = Message {
+                topic: input.topic,
+                partition: input.partition,
+                offset: input.offset,
+                key: input.key_str(),
+                payload,
+                headers: &headers[k],
+                timestamp: input.timestamp,
+                event_id: self.identity.event_id,
+                action,
+            };
+            let max = self.config.runner.max_record_bytes;
+            let outcome = match self.placement(action, input, &message) {
+                Ok(Placement::Here) => {
+                    here.push((k, message));
+                    None
+                }
+                Ok(Placement::Forward { key, .. })
+                    if dlq::record_size(
+                        key.len(),
+                        payload.len(),
+                        input.headers.iter().map(|(k, v)| (k.len(), v.len())),
+                    ) > max =>
+                {
+                    let reason = format!(
+                        "the record belongs on another partition, but forwarded with its {}-byte key it would \
+                         exceed runner.max_record_bytes ({max})",
+                        key.len()
+                    );
+                    Some(Outcome::DeadLetter(Failure::new("limit", reason)))
+                }
+                Ok(Placement::Forward { partition, key }) => Some(Outcome::Forward { partition, key }),
+                // Not the record's fault: stop rather than dead-letter good input.
+                Err(failure) if failure.kind == UNAVAILABLE => {
+                    return Err(RunnerError::PluginUnavailable(failure.reason));
+                }
+                Err(failure) => Some(Outcome::DeadLetter(failure)),
+            };
+            outcomes.push(outcome);
+        }
+        let (slots, messages): (Vec<usize>, Vec<Message<'_>>) = here.into_iter().unzip();
+        for (slot, outcome) in slots.into_iter().zip(self.handle(partition, &messages)?) {
+            outcomes[slot] = Some(outcome);
+        }
+        for (input, outcome) in inputs.iter().zip(outcomes) {
+            // Never dead-letter a record the plugin did not see.
+            let Some(outcome) = outcome else {
+                return Err(RunnerError::PluginUnavailable("the plugin returned no outcome for a record".into()));
+            };
+            self.finish(input, outcome)?;
+        }
+        Ok(())
+    }
+
+    /// Where a record belongs (DOMAIN.md §3): by its key when the key has
+    /// the topic's format, else by the routing the plugin reads from its
+    /// value. Topics outside the topology are not partitioned by the host.
+    fn placement(
+        &mut self,
+        action: &str,
+        input: &InputRecord<'_>,
+        message: &Message<'_>,
+    ) -> Result<Placement, Failure> {
+        let Some(kind) = naming::routing_kind(action) else { return Ok(Placement::Here) };
+        let event_id = self.identity.event_id;
+        let partitions = self.router.partitions();
+        let by_key = input::place_by_key(event_id, kind, input.key_str(), partitions);
+        // Records from clients are also checked against their value: a key
+        // that names another booking than the value would put the booking's
+        // state on a partition its seat results never reach. The host's own
+        // topics are written with both from one routing.
+        if let Some(home) = &by_key
+            && !self.client_topics.contains(input.topic)
+        {
+            return Ok(input::placement(input.partition, home.clone()));
+        }
+        lock(&self.state.0).select(input.partition);
+        let by_value = match self.instance.route(message) {
+            Ok(Some(routing)) => Some(
+                input::place_by_routing(event_id, kind, &routing, partitions)
+                    .map_err(|reason| Failure::new("unroutable", reason))?,
+            ),
+            Ok(None) => None,
+            Err(HandleError::Unavailable(reason)) => return Err(Failure::new(UNAVAILABLE, reason)),
+            Err(err) => return Err(Failure::from(&err)),
+        };
+        match (by_key, by_value) {
+            (Some(key), Some(value)) if key.0 != value.0 => Err(Failure::new(
+                "unroutable",
+                format!(
+                    "the key routes the record to partition {} but its value's business key to partition {}",
+                    key.0, value.0
+                ),
+            )),
+            // A value the plugin cannot read: the key decides, and the
+            // plugin dead-letters the value when it handles it.
+            (Some(home), _) | (None, Some(home)) => Ok(input::placement(input.partition, home)),
+            (None, None) => Err(Failure::new(
+                "unroutable",
+                "the record has no key of the topic's format and the plugin found no routing in its value",
+            )),
+        }
+    }
+
+    /// Hands the records of one partition that belong here to the plugin,
+    /// as few calls as their outcomes allow, and returns one outcome per
+    /// record. A record's state writes are applied when its outcome is
+    /// `Produce`, in order; `transient` failures are retried with doubling,
+    /// capped backoff before anything after them is handled.
+    fn handle(&mut self, partition: i32, messages: &[Message<'_>]) -> Result<Vec<Outcome>, RunnerError> {
+        lock(&self.state.0).select(partition);
+        let batch = self.config.runner.plugin_batch.max(1);
+        let cap = Duration::from_millis(self.config.runner.max_retry_backoff_ms);
+        let first_backoff = Duration::from_millis(self.config.runner.retry_backoff_ms).min(cap);
+        let mut backoff = first_backoff;
+        let mut retries = 0;
+        let mut outcomes = Vec::with_capacity(messages.len());
+        while outcomes.len() < messages.len() {
+            let next = outcomes.len();
+            let end = messages.len().min(next + batch);
+            let results = match self.instance.handle_batch(&messages[next..end]) {
+                Ok(results) if !results.is_empty() => results,
+                Ok(_) => return Err(RunnerError::PluginUnavailable("the plugin returned no outcome".into())),
+                Err(err) => return Err(RunnerError::PluginUnavailable(err.reason())),
+            };
+            for result in results {
+                let outcome = match result {
+                    Ok(handled) => match self.keep(handled) {
+                        Ok(outcome) => outcome,
+                        Err(failure) => {
+                            // The plugin handled what follows as if this
+                            // record's writes were applied: hand it again.
+                            outcomes.push(Outcome::DeadLetter(failure));
+                            (retries, backoff) = (0, first_backoff);
+                            break;
+                        }
+                    },
+                    Err(HandleError::Transient(reason)) if retries < self.config.runner.max_retries => {
+                        retries += 1;
+                        Metrics::add(&self.metrics.retried, 1);
+                        tracing::debug!(retries, %reason, "transient plugin failure; retrying");
+                        std::thread::sleep(backoff);
+                        backoff = (backoff * 2).min(cap);
+                        break;
+                    }
+                    Err(HandleError::Transient(reason)) => Outcome::DeadLetter(Failure::from(&HandleError::Transient(
+                        format!("{reason} (gave up after {retries} retries)"),
+                    ))),
+                    // Not the message's fault: stop rather than dead-letter good input.
+                    Err(HandleError::Unavailable(reason)) => return Err(RunnerError::PluginUnavailable(reason)),
+                    Err(err) => Outcome::DeadLetter(Failure::from(&err)),
+                };
+                outcomes.push(outcome);
+                (retries, backoff) = (0, first_backoff);
+            }
+        }
+        Ok(outcomes)
+    }
+
+    /// Keeps a handled record: routes every output and checks its size
+    /// before any is produced, then applies the record's state writes.
+    /// A failure keeps nothing of it.
+    fn keep(&mut self, handled: Handled) -> Result<Outcome, Failure> {
+        let max = self.config.runner.max_record_bytes;
+        let mut routed = Vec::with_capacity(handled.outputs.len());
+        for output in handled.outputs {
+            let destination = self
+                .router
+                .route(&output)
+                .map_err(|e| Failure::new("invalid", format!("plugin output cannot be routed: {e}")))?;
+            let size = dlq::record_size(destination.key.len(), output.payload.len(), []);
+            if size > max {
+                let reason = format!(
+                    "output `{}` would be a record of {size} bytes, over runner.max_record_bytes ({max})",
+                    output.action
+                );
+                return Err(Failure::new("limit", reason));
+            }
+            routed.push((destination, output.payload, output.critical));
+        }
+        lock(&self.state.0).apply(handled.writes);
+        Ok(Outcome::Produce(routed))
+    }
+
+    /// Puts a message's outcome into the open transaction and records its
+    /// offset. A failed send poisons the transaction: it can then only abort.
+    fn finish(&mut self, input: &InputRecord<'_>, outcome: Outcome) -> Result<(), RunnerError> {
+        let mut shared = lock(&self.shared);
+        let txn = &mut shared.txn;
+        txn.ensure_open()?;
+        // Before anything is sent: an abort must rewind to this message even
+        // if it is the first of its partition in the transaction.
+        txn.record_first(input.topic, input.partition, input.offset);
+        let sent = match outcome {
+            Outcome::Produce(outputs) => {
+                let mut result = Ok(());
+                for (Destination { topic, partition, key }, payload, critical) in &outputs {
+                    result =
+                        txn.send(Record { topic, partition: *partition, key: key.as_bytes(), payload, headers: &[] });
+                    if result.is_err() {
+                        break;
+                    }
+                    if *critical {
+                        txn.mark_critical();
+                    }
+                }
+                Metrics::add(&self.metrics.processed, 1);
+                Metrics::add(&self.metrics.produced, outputs.len() as u64);
+                result
+            }
+            Outcome::Forward { partition, key } => {
+                tracing::debug!(
+                    topic = input.topic,
+                    from = input.partition,
+                    to = partition,
+                    offset = input.offset,
+                    "forwarding a record to its own partition"
+                );
+                let headers: Vec<(&str, &[u8])> =
+                    input.headers.iter().map(|(k, v)| (k.as_str(), v.as_slice())).collect();
+                Metrics::add(&self.metrics.forwarded, 1);
+                txn.send(Record {
+                    topic: input.topic,
+                    partition,
+                    key: key.as_bytes(),
+                    payload: input.payload.unwrap_or_default(),
+                    headers: &headers,
+                })
+            }
+            Outcome::DeadLetter(failure) => {
+                tracing::warn!(topic = input.topic, partition = input.partition, offset = input.offset, kind = failure.kind, reason = %failure.reason, "message dead-lettered");
+                let letter = DeadLetter {
+                    failure: &failure,
+                    plugin_service: &self.identity.service,
+                    plugin_version: &self.plugin_version,
+                    topic: input.topic,
+                    partition: input.partition,
+                    offset: input.offset,
+                }
+                .letter(
+                    input.key.unwrap_or_default(),
+                    input.payload.unwrap_or_default(),
+                    &input.headers,
+                    self.config.runner.max_record_bytes,
+                );
+                if letter.stub {
+                    tracing::warn!(
+                        topic = input.topic,
+                        offset = input.offset,
+                        "the dead letter was too large; sent a stub with the reason and source"
+                    );
+                }
+                let header_refs: Vec<(&str, &[u8])> =
+                    letter.headers.iter().map(|(k, v)| (k.as_str(), v.as_slice())).collect();
+                let dlq_partitions = self.partitions.get(&self.dlq_topic).copied().unwrap_or(1);
+                Metrics::add(&self.metrics.failed, 1);
+                Metrics::add(&self.metrics.dead_lettered, 1);
+                txn.send(Record {
+                    topic: &self.dlq_topic,
+                    partition: input.partition.min(dlq_partitions - 1),
+                    key: &letter.key,
+                    payload: &letter.payload,
+                    headers: &header_refs,
+                })
+            }
+        };
+        if let Err(err) = sent {
+            txn.poison();
+            return Err(err.into());
+        }
+        txn.record_input(input.topic, input.partition, input.offset);
+        Ok(())
+    }
+}
+
+/// Records of a partition that may not be handled now. One this instance
+/// still holds (its state is restoring, or it waits for co-partitions)
+/// is put back: the consumer rewinds to the first of them, whose fetch
+/// resumes when the partition does. One it no longer holds (revoked
+/// while later records were being polled) is left to its new owner.
+fn put_back(
+    shared: &Mutex<Shared>,
+    consumer: &BaseConsumer<RunnerContext>,
+    run: &[Polled<'_>],
+) -> Result<(), RunnerError> {
+    let mut rewound: Vec<(&str, i32)> = Vec::new();
+    for (_, message) in run {
+        let (topic, partition) = (message.topic(), message.partition());
+        if rewound.contains(&(topic, partition)) {
+            continue;
+        }
+        rewound.push((topic, partition));
+        let held = lock(shared).held.get(&partition).is_some_and(|topics| topics.contains(topic));
+        if !held {
+            tracing::debug!(
+                topic,
+                partition,
+                offset = message.offset(),
+                "dropping polled records of a revoked partition"
+            );
+            continue;
+        }
+        let offset = rdkafka::Offset::Offset(message.offset());
+        consumer.seek(topic, partition, offset, Duration::from_secs(10)).map_err(|source| RunnerError::Rewind {
+            topic: topic.to_owned(),
+            partition,
+            source,
+        })?;
+    }
+    Ok(())
+}
