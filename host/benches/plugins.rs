@@ -4,7 +4,9 @@
 //! logic called natively over an in-memory store. Prints a table.
 //!
 //! `cargo bench -p turnstile --bench plugins` (scripts/build-plugins first).
-//! `BENCH_BOOKINGS` (default 20000) sets the size of one pass.
+//! `BENCH_BOOKINGS` (default 20000) sets the size of one pass, `BENCH_BATCH`
+//! (default 64, `runner.plugin_batch`'s default) the batched column's size;
+//! `BENCH_PERF_MAP=1` names the compiled guest functions for `perf`.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -18,8 +20,6 @@ use turnstile_protocol::MemoryStore;
 
 const EVENT: u64 = 1;
 const RUNS: usize = 5;
-/// Messages per call in the batched column: `runner.plugin_batch`'s default.
-const BATCH: usize = 64;
 
 /// One input record: its topic and payload.
 struct Input {
@@ -187,7 +187,9 @@ fn main() {
     let smoke = !std::env::args().any(|a| a == "--bench");
     let bookings: usize =
         std::env::var("BENCH_BOOKINGS").ok().and_then(|v| v.parse().ok()).unwrap_or(if smoke { 200 } else { 20_000 });
-    let engine = match PluginEngine::new(EngineSettings::default()) {
+    let batch: usize = std::env::var("BENCH_BATCH").ok().and_then(|v| v.parse().ok()).unwrap_or(64).max(1);
+    let perf_map = std::env::var_os("BENCH_PERF_MAP").is_some_and(|v| v == "1");
+    let engine = match PluginEngine::new(EngineSettings { perf_map, ..EngineSettings::default() }) {
         Ok(engine) => engine,
         Err(err) => panic!("engine: {err}"),
     };
@@ -209,14 +211,14 @@ fn main() {
         "plugin messages/s, median of {RUNS} passes (after one warm-up), {bookings} bookings per pass, one partition's state"
     );
     println!(
-        "| plugin | messages/pass | native msg/s | wasm ×1 msg/s | wasm ×{BATCH} msg/s | native ns/msg | wasm ×1 ns/msg | wasm ×{BATCH} ns/msg | wasm ×{BATCH} / native time |"
+        "| plugin | messages/pass | native msg/s | wasm ×1 msg/s | wasm ×{batch} msg/s | native ns/msg | wasm ×1 ns/msg | wasm ×{batch} ns/msg | wasm ×{batch} / native time |"
     );
     println!("|---|---|---|---|---|---|---|---|---|");
     for (name, inputs, native, plugin) in &cases {
         let n = inputs.len();
         let (native_rate, native_out) = median_rate(|| run_native(*native, inputs), n);
         let (single_rate, single_out) = median_rate(|| run_wasm(plugin, inputs, 1), n);
-        let (batch_rate, batch_out) = median_rate(|| run_wasm(plugin, inputs, BATCH), n);
+        let (batch_rate, batch_out) = median_rate(|| run_wasm(plugin, inputs, batch), n);
         assert_eq!(native_out, single_out, "{name}: native and wasm disagree on the number of outputs");
         assert_eq!(single_out, batch_out, "{name}: one per call and batched disagree on the number of outputs");
         println!(
@@ -233,7 +235,7 @@ fn main() {
     let echo = echo_mix(bookings * 3);
     let misbehave = load("misbehave");
     let (single, _) = median_rate(|| run_wasm(&misbehave, &echo, 1), echo.len());
-    let (batched, _) = median_rate(|| run_wasm(&misbehave, &echo, BATCH), echo.len());
+    let (batched, _) = median_rate(|| run_wasm(&misbehave, &echo, batch), echo.len());
     println!(
         "| echo (runtime floor: 1 get, 1 write, 1 output) | {} | – | {:.0}k | {:.0}k | – | {:.0} | {:.0} | – |",
         echo.len(),

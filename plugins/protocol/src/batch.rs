@@ -7,8 +7,10 @@
 //! the host; it collects the message's writes for its result; and it
 //! forgets them if the message fails, as the host will.
 
-use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
+use core::hash::BuildHasher;
+
+use hashbrown::{DefaultHashBuilder, HashTable};
 
 use crate::plugin::{LogLevel, Store};
 
@@ -26,11 +28,17 @@ pub trait Backend {
 }
 
 /// The state of one batch as its messages see it, one after the other.
+///
+/// A message's writes are kept where they will be returned from (no copy
+/// per message), and an index finds the newest write of a key among them.
 #[derive(Debug)]
 pub struct Batch<B> {
     backend: B,
-    /// Writes of the batch's earlier messages that succeeded, newest per key.
-    earlier: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    /// The writes of every ended message, in order (none for a failed one).
+    done: Vec<Vec<Write>>,
+    /// Where the newest write of each key in `done` is: (message, write).
+    index: HashTable<(u32, u32)>,
+    hasher: DefaultHashBuilder,
     /// Writes of the message being handled, in order.
     current: Vec<Write>,
 }
@@ -38,24 +46,43 @@ pub struct Batch<B> {
 impl<B: Backend> Batch<B> {
     /// A batch reading through `backend`.
     pub fn new(backend: B) -> Self {
-        Batch { backend, earlier: BTreeMap::new(), current: Vec::new() }
+        Batch {
+            backend,
+            done: Vec::new(),
+            index: HashTable::new(),
+            hasher: DefaultHashBuilder::default(),
+            current: Vec::new(),
+        }
     }
 
-    /// Ends the message being handled and returns its writes, for its
-    /// result. A message that succeeded leaves them visible to the next
-    /// ones (`more`: there are next ones, so they are worth keeping); a
-    /// failed one leaves nothing.
-    pub fn end_message(&mut self, succeeded: bool, more: bool) -> Vec<Write> {
+    /// Ends the message being handled. A message that succeeded leaves its
+    /// writes visible to the next ones (`more`: there are next ones, so
+    /// indexing them is worth it); a failed one leaves nothing.
+    pub fn end_message(&mut self, succeeded: bool, more: bool) {
         let writes = core::mem::take(&mut self.current);
-        if !succeeded {
-            return Vec::new();
+        let m = self.done.len();
+        self.done.push(if succeeded { writes } else { Vec::new() });
+        if !(succeeded && more) {
+            return;
         }
-        if more {
-            for (key, value) in &writes {
-                self.earlier.insert(key.clone(), value.clone());
+        let Batch { done, index, hasher, .. } = self;
+        for (w, (key, _)) in done[m].iter().enumerate() {
+            let slot = (m as u32, w as u32);
+            let hash = hasher.hash_one(key.as_slice());
+            match index.find_mut(hash, |&(a, b)| done[a as usize][b as usize].0 == *key) {
+                Some(newest) => *newest = slot,
+                None => {
+                    index.insert_unique(hash, slot, |&(a, b)| {
+                        hasher.hash_one(done[a as usize][b as usize].0.as_slice())
+                    });
+                }
             }
         }
-        writes
+    }
+
+    /// The writes of every ended message, in order: what each result carries.
+    pub fn into_writes(self) -> Vec<Vec<Write>> {
+        self.done
     }
 }
 
@@ -65,14 +92,20 @@ impl<B: Backend> Store for Batch<B> {
         if let Some((_, value)) = self.current.iter().rev().find(|(k, _)| k == key) {
             return value.clone();
         }
-        match self.earlier.get(key) {
-            Some(value) => value.clone(),
+        let done = &self.done;
+        let hash = self.hasher.hash_one(key);
+        match self.index.find(hash, |&(a, b)| done[a as usize][b as usize].0 == key) {
+            Some(&(a, b)) => done[a as usize][b as usize].1.clone(),
             None => self.backend.get(key),
         }
     }
 
     fn put(&mut self, key: &[u8], value: &[u8]) {
         self.current.push((key.to_vec(), Some(value.to_vec())));
+    }
+
+    fn put_owned(&mut self, key: Vec<u8>, value: Vec<u8>) {
+        self.current.push((key, Some(value)));
     }
 
     fn delete(&mut self, key: &[u8]) {
@@ -86,6 +119,8 @@ impl<B: Backend> Store for Batch<B> {
 
 #[cfg(test)]
 mod tests {
+    use alloc::collections::BTreeMap;
+
     use super::*;
 
     struct Host(BTreeMap<Vec<u8>, Vec<u8>>);
@@ -107,12 +142,24 @@ mod tests {
         assert_eq!(b.get(b"k").as_deref(), Some(&b"host"[..]));
         b.put(b"k", b"one");
         assert_eq!(b.get(b"k").as_deref(), Some(&b"one"[..]));
-        assert_eq!(b.end_message(true, true), vec![(b"k".to_vec(), Some(b"one".to_vec()))]);
+        b.end_message(true, true);
         assert_eq!(b.get(b"k").as_deref(), Some(&b"one"[..]), "the next message sees it");
         b.delete(b"k");
         assert_eq!(b.get(b"k"), None, "its own delete hides the batch and the host");
-        assert_eq!(b.end_message(true, true), vec![(b"k".to_vec(), None)]);
+        b.end_message(true, true);
+        assert_eq!(b.get(b"k"), None, "the newest write of the batch wins");
+        b.put_owned(b"j".to_vec(), b"owned".to_vec());
+        b.end_message(true, true);
+        assert_eq!(b.get(b"j").as_deref(), Some(&b"owned"[..]));
         assert_eq!(b.get(b"k"), None);
+        assert_eq!(
+            b.into_writes(),
+            vec![
+                vec![(b"k".to_vec(), Some(b"one".to_vec()))],
+                vec![(b"k".to_vec(), None)],
+                vec![(b"j".to_vec(), Some(b"owned".to_vec()))]
+            ]
+        );
     }
 
     #[test]
@@ -120,9 +167,10 @@ mod tests {
         let mut b = batch();
         b.put(b"k", b"doomed");
         b.put(b"other", b"x");
-        assert!(b.end_message(false, true).is_empty(), "no writes to return");
+        b.end_message(false, true);
         assert_eq!(b.get(b"k").as_deref(), Some(&b"host"[..]));
         assert_eq!(b.get(b"other"), None);
+        assert_eq!(b.into_writes(), vec![Vec::new()], "no writes to return");
     }
 
     #[test]
@@ -131,7 +179,8 @@ mod tests {
         b.put(b"k", b"1");
         b.put(b"k", b"2");
         b.delete(b"j");
-        let writes = b.end_message(true, false);
+        b.end_message(true, false);
+        let writes = b.into_writes().remove(0);
         assert_eq!(writes.len(), 3);
         assert_eq!(writes[1], (b"k".to_vec(), Some(b"2".to_vec())));
     }

@@ -58,25 +58,34 @@ macro_rules! export_plugin {
                     let mut results = Vec::with_capacity(count);
                     for (i, message) in messages.into_iter().enumerate() {
                         let result = crate::handle(&mut store, message.event_id, &message.action, &message.payload);
-                        let writes = store.end_message(result.is_ok(), i + 1 < count);
-                        results.push(match result {
-                            Ok(outputs) => Ok(Handled {
-                                outputs: outputs.into_iter().map(output).collect(),
-                                writes: writes.into_iter().map(|(key, value)| Write { key, value }).collect(),
-                            }),
-                            Err(proto::HandleError::Invalid(r)) => Err(Error::Invalid(r)),
-                            Err(proto::HandleError::Transient(r)) => Err(Error::Transient(r)),
-                        });
+                        store.end_message(result.is_ok(), i + 1 < count);
                         // The host hands what follows a transient failure again,
                         // after retrying it: handling it now would be wasted.
-                        if matches!(results.last(), Some(Err(Error::Transient(_)))) {
-                            while results.len() < count {
-                                results.push(Err(Error::Transient("not handled: an earlier message of the batch failed transiently".into())));
-                            }
+                        let transient = matches!(result, Err(proto::HandleError::Transient(_)));
+                        results.push(result);
+                        if transient {
                             break;
                         }
                     }
-                    results
+                    let mut writes = store.into_writes().into_iter();
+                    let mut out: Vec<Result<Handled, Error>> = results
+                        .into_iter()
+                        .map(|result| {
+                            let writes = writes.next().unwrap_or_default();
+                            match result {
+                                Ok(outputs) => Ok(Handled {
+                                    outputs: outputs.into_iter().map(output).collect(),
+                                    writes: writes.into_iter().map(|(key, value)| Write { key, value }).collect(),
+                                }),
+                                Err(proto::HandleError::Invalid(r)) => Err(Error::Invalid(r)),
+                                Err(proto::HandleError::Transient(r)) => Err(Error::Transient(r)),
+                            }
+                        })
+                        .collect();
+                    while out.len() < count {
+                        out.push(Err(Error::Transient("not handled: an earlier message of the batch failed transiently".into())));
+                    }
+                    out
                 }
 
                 fn route(message: Message) -> Option<Routing> {

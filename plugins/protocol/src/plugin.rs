@@ -15,6 +15,11 @@ pub trait Store {
     fn get(&self, key: &[u8]) -> Option<Vec<u8>>;
     /// Sets `key` to `value`.
     fn put(&mut self, key: &[u8], value: &[u8]);
+    /// Sets `key` to `value`, handing over buffers the caller is done with:
+    /// a store that keeps them (a component's batch) saves a copy of each.
+    fn put_owned(&mut self, key: Vec<u8>, value: Vec<u8>) {
+        self.put(&key, &value);
+    }
     /// Removes `key`; absent keys are fine.
     fn delete(&mut self, key: &[u8]);
     /// Structured logging (WIT `log`). Discarded unless the store forwards it,
@@ -123,6 +128,10 @@ impl Store for MemoryStore {
 
     fn put(&mut self, key: &[u8], value: &[u8]) {
         self.map.insert(key.to_vec(), value.to_vec());
+    }
+
+    fn put_owned(&mut self, key: Vec<u8>, value: Vec<u8>) {
+        self.map.insert(key, value);
     }
 
     fn delete(&mut self, key: &[u8]) {

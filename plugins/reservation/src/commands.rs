@@ -72,7 +72,7 @@ pub fn configure<S: Store + ?Sized>(store: &mut S, c: &ConfigureSubsection) -> R
             }
         },
     };
-    store.put(&key, map.as_bytes());
+    store.put_owned(key, map.into_bytes());
     Ok(())
 }
 
@@ -86,7 +86,7 @@ pub fn reserve<S: Store + ?Sized>(store: &mut S, c: &ReserveSeats) -> Result<Vec
                 Ok(record) => record,
                 Err(reason) => BookingRecord::Failed { reason },
             };
-            store.put(&bkey, &record.encode());
+            store.put_owned(bkey, record.encode());
             record
         }
     };
@@ -134,7 +134,7 @@ fn try_reserve<S: Store + ?Sized>(
     for &seat in &seats {
         map.set(seat, SeatState::Reserved);
     }
-    store.put(&key, map.as_bytes());
+    store.put_owned(key, map.into_bytes());
     Ok(Ok(BookingRecord::Seated {
         section: c.section.clone(),
         subsection: c.subsection,
@@ -170,10 +170,10 @@ fn settle<S: Store + ?Sized>(
                 moved.push(seat);
             }
         }
-        store.put(&key, map.as_bytes());
+        store.put_owned(key, map.into_bytes());
     }
     let record = BookingRecord::Seated { section, subsection, seats, total_price, lifecycle: next };
-    store.put(&bkey, &record.encode());
+    store.put_owned(bkey, record.encode());
     Ok(Some(moved))
 }
 

@@ -69,6 +69,13 @@ impl SeatMap {
         &self.bytes
     }
 
+    /// The encoding, consuming the map (for [`Store::put_owned`]).
+    ///
+    /// [`Store::put_owned`]: turnstile_protocol::Store::put_owned
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.bytes
+    }
+
     pub fn rows(&self) -> u32 {
         self.word(0)
     }

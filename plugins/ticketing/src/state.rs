@@ -23,5 +23,5 @@ pub fn load<S: Store + ?Sized>(store: &S, booking_id: &str) -> Result<Option<Boo
 }
 
 pub fn save<S: Store + ?Sized>(store: &mut S, booking_id: &str, booking: &Booking) {
-    store.put(&key(booking_id), &booking.encode());
+    store.put_owned(key(booking_id), booking.encode());
 }
