@@ -53,6 +53,8 @@ pub enum Command {
     Replay(ReplayArgs),
     /// Run one instance of a service until SIGTERM or SIGINT.
     Run(RunArgs),
+    /// The booking gateway: buyers' HTTP API in front of an event, until SIGTERM or SIGINT.
+    Gateway(GatewayArgs),
     /// The main job: provision an event, run both services, sell it out, print a summary.
     Sellout(SelloutArgs),
     /// Check a plugin, precompile it and install it as the next version of a service.
@@ -222,6 +224,33 @@ pub struct RunArgs {
     /// Instance id within the service's group [default: service.consumer_instance_id].
     #[arg(long)]
     pub instance: Option<String>,
+    /// Serve Prometheus `/metrics`, `/healthz` and `/readyz` on this
+    /// host:port [default: metrics.listen, unset: none].
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<String>,
+}
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct GatewayArgs {
+    #[command(subcommand)]
+    pub command: Option<GatewayCommand>,
+    /// Event id [default: service.event_id, or EVENT_ID].
+    #[arg(long)]
+    pub event: Option<u64>,
+    /// host:port to listen on [default: gateway.listen].
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GatewayCommand {
+    /// Print a bearer token for a buyer (signed with gateway.jwt_secret).
+    Token {
+        /// The buyer id the token names.
+        #[arg(long)]
+        buyer: u64,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -7,6 +7,8 @@
 pub mod admin;
 pub mod config;
 pub mod deploy;
+pub mod gateway;
+pub mod http;
 pub mod load;
 pub mod naming;
 pub mod partition;

@@ -44,6 +44,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Publish(args) => cmd::publish::run(&global, args),
         Command::Replay(args) => cmd::replay::run(&global, args),
         Command::Run(args) => cmd::run::run(&global, args),
+        Command::Gateway(args) => cmd::gateway::run(&global, args),
         Command::Sellout(args) => cmd::sellout::run(&global, args),
         Command::Deploy(args) => cmd::deploy::run(&global, args),
         Command::Plugins(args) => cmd::plugins::run(&global, args),

@@ -39,6 +39,8 @@ pub enum PublishError {
     Flush(Duration, #[source] KafkaError),
     #[error("{failed} message(s) failed delivery; see the log for topics and reasons")]
     Undelivered { failed: u64 },
+    #[error("the publish queue is full ({topic}[{partition}] not queued)")]
+    QueueFull { topic: String, partition: i32 },
 }
 
 /// Counts of delivery outcomes since the publisher was created.
@@ -168,8 +170,10 @@ impl Publisher {
         self.send(Record { topic, partition, key: key.as_bytes(), payload, headers: &[] })
     }
 
-    /// Like [`publish`](Self::publish), then flushes: for critical messages
-    /// that must not wait for the next batch.
+    /// Like [`publish`](Self::publish), then waits until everything queued
+    /// is delivered: for critical messages that must not wait for the next
+    /// batch. Fails if any delivery failed meanwhile (perhaps another
+    /// message's: the caller retries, never loses one).
     pub fn publish_critical(
         &self,
         topic: &str,
@@ -178,12 +182,37 @@ impl Publisher {
         payload: &[u8],
         timeout: Duration,
     ) -> Result<(), PublishError> {
+        let failed_before = self.stats.failed();
         self.publish(topic, partition, key, payload)?;
-        self.flush(timeout)
+        self.wait_delivered(timeout);
+        self.producer.flush(timeout).map_err(|e| PublishError::Flush(timeout, e))?;
+        match self.stats.failed() - failed_before {
+            0 => Ok(()),
+            failed => Err(PublishError::Undelivered { failed }),
+        }
+    }
+
+    /// Like [`send`](Self::send), but a full queue is
+    /// [`PublishError::QueueFull`] at once instead of a wait: for callers
+    /// that answer back-pressure themselves (the gateway's 503).
+    pub fn try_send(&self, record: Record<'_>) -> Result<(), PublishError> {
+        match self.producer.send(Self::base(&record)) {
+            Ok(()) => Ok(()),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                Err(PublishError::QueueFull { topic: record.topic.to_owned(), partition: record.partition })
+            }
+            Err((source, _)) => {
+                Err(PublishError::Send { topic: record.topic.to_owned(), partition: record.partition, source })
+            }
+        }
     }
 
     /// Queues one record with headers; see [`publish`](Self::publish).
     pub fn send(&self, record: Record<'_>) -> Result<(), PublishError> {
+        self.enqueue(Self::base(&record))
+    }
+
+    fn base<'a>(record: &Record<'a>) -> BaseRecord<'a, [u8], [u8]> {
         let mut base = BaseRecord::to(record.topic).partition(record.partition).payload(record.payload);
         // An empty key is no key: a keyless record stays keyless downstream.
         if !record.key.is_empty() {
@@ -196,7 +225,7 @@ impl Publisher {
                 .fold(OwnedHeaders::new(), |h, (key, value)| h.insert(Header { key, value: Some(*value) }));
             base = base.headers(headers);
         }
-        self.enqueue(base)
+        base
     }
 
     /// Queues a record with a binary key and an optional value (`None` is a

@@ -1178,3 +1178,226 @@ pub fn raw_headers(headers: &[(&[u8], &[u8])]) -> rdkafka::message::OwnedHeaders
 pub fn header<'a>(record: &'a Record, name: &str) -> Option<&'a str> {
     record.headers.iter().find(|(k, _)| k == name).and_then(|(_, v)| std::str::from_utf8(v).ok())
 }
+
+/// A free loopback `host:port` (bound, then released for the test to use).
+pub fn free_local_addr() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    listener.local_addr().expect("its address").to_string()
+}
+
+/// An HTTP response as [`http`] read it.
+#[derive(Debug, Clone)]
+pub struct HttpResponse {
+    pub status: u16,
+    /// Header names lower-cased.
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl HttpResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+
+    /// The body as JSON; panics with the body if it is not.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.body))
+    }
+
+    /// The `data:` of each server-sent event named `event`, as JSON.
+    pub fn sse_events(&self, event: &str) -> Vec<serde_json::Value> {
+        self.body
+            .split("\n\n")
+            .filter(|block| block.lines().any(|l| l == format!("event: {event}")))
+            .filter_map(|block| block.lines().find_map(|l| l.strip_prefix("data: ")))
+            .map(|data| serde_json::from_str(data).unwrap_or_else(|e| panic!("event data not JSON ({e}): {data}")))
+            .collect()
+    }
+}
+
+/// One HTTP/1.1 request over a real socket, read until the server closes
+/// the connection (or `timeout`): the status, headers and body, or why it
+/// failed (nothing listening, a malformed response).
+pub fn http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    timeout: Duration,
+) -> Result<HttpResponse, String> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).map_err(|e| format!("connect {addr}: {e}"))?;
+    stream.set_read_timeout(Some(timeout)).map_err(|e| e.to_string())?;
+    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        request.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if !body.is_empty() || method == "POST" {
+        request.push_str(&format!("Content-Type: application/json\r\nContent-Length: {}\r\n", body.len()));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).and_then(|()| stream.write_all(body)).map_err(|e| e.to_string())?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).map_err(|e| format!("read from {addr}: {e}"))?;
+    let response = String::from_utf8_lossy(&response);
+    let (head, body) = response.split_once("\r\n\r\n").ok_or_else(|| format!("no header end in {response:?}"))?;
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| format!("no status in {head:?}"))?;
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    let chunked = headers.iter().any(|(k, v)| k == "transfer-encoding" && v.eq_ignore_ascii_case("chunked"));
+    let body = if chunked { dechunk(body) } else { body.to_owned() };
+    Ok(HttpResponse { status, headers, body })
+}
+
+/// Reads a streaming response (server-sent events that do not end) until
+/// its raw text contains `needle`, or `timeout`; returns what was read.
+pub fn sse_until(
+    addr: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    needle: &str,
+    timeout: Duration,
+) -> Result<String, String> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).map_err(|e| format!("connect {addr}: {e}"))?;
+    stream.set_read_timeout(Some(Duration::from_millis(200))).map_err(|e| e.to_string())?;
+    let mut request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n");
+    for (k, v) in headers {
+        request.push_str(&format!("{k}: {v}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).map_err(|e| e.to_string())?;
+    let deadline = Instant::now() + timeout;
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while Instant::now() < deadline {
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => seen.extend_from_slice(&buf[..n]),
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+            Err(e) => return Err(format!("read from {addr}: {e}")),
+        }
+        if String::from_utf8_lossy(&seen).contains(needle) {
+            return Ok(String::from_utf8_lossy(&seen).into_owned());
+        }
+    }
+    Err(format!("{needle:?} not seen within {timeout:?}; read {:?}", String::from_utf8_lossy(&seen)))
+}
+
+/// One HTTP/1.1 GET: the status code and the body.
+pub fn http_get(addr: &str, path: &str) -> Result<(u16, String), String> {
+    http(addr, "GET", path, &[], b"", Duration::from_secs(10)).map(|r| (r.status, r.body))
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let Ok(size) = usize::from_str_radix(size.trim(), 16) else { break };
+        if size == 0 || rest.len() < size {
+            break;
+        }
+        out.push_str(&rest[..size]);
+        body = rest[size..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+/// The value of the Prometheus sample `name{labels…}` whose labels include
+/// every `k="v"` in `with`, from `/metrics` text; `None` if absent.
+pub fn metric(text: &str, name: &str, with: &[&str]) -> Option<f64> {
+    text.lines().filter(|l| !l.starts_with('#')).find_map(|line| {
+        let (series, value) = line.rsplit_once(' ')?;
+        let (metric, labels) = series.split_once('{').map_or((series, ""), |(m, l)| (m, l));
+        (metric == name && with.iter().all(|w| labels.contains(w))).then(|| value.parse().ok())?
+    })
+}
+
+/// One `turnstile gateway` child process on a free loopback port; killed
+/// (SIGKILL) when dropped. Output goes to a log file.
+pub struct GatewayProcess {
+    pub event_id: u64,
+    pub addr: String,
+    env: Vec<(String, String)>,
+    child: Option<Child>,
+    logs: Vec<PathBuf>,
+}
+
+impl GatewayProcess {
+    /// Starts the gateway for `event_id` with extra environment, and waits
+    /// until `/readyz` answers 200.
+    pub fn start(event_id: u64, env: &[(&str, &str)]) -> GatewayProcess {
+        let mut g = GatewayProcess {
+            event_id,
+            addr: free_local_addr(),
+            env: env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+            child: None,
+            logs: Vec::new(),
+        };
+        g.spawn();
+        g
+    }
+
+    fn spawn(&mut self) {
+        let log = log_dir(self.event_id).join(format!("gateway-{}.log", self.logs.len() + 1));
+        let file = std::fs::File::create(&log).unwrap_or_else(|e| panic!("cannot create {}: {e}", log.display()));
+        let mut cmd = turnstile_command(["gateway", "--event", &self.event_id.to_string(), "--listen", &self.addr]);
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)))
+            .stdout(file.try_clone().expect("clone the log file handle"))
+            .stderr(file);
+        self.logs.push(log);
+        self.child = Some(cmd.spawn().unwrap_or_else(|e| panic!("cannot start the gateway: {e}")));
+        let ready = eventually(Duration::from_secs(60), || {
+            http_get(&self.addr, "/readyz").is_ok_and(|(status, _)| status == 200)
+        });
+        assert!(ready, "the gateway on {} never became ready\n{}", self.addr, self.log_tail(30));
+    }
+
+    /// Stops it with SIGTERM (waiting for the exit) and starts it again on the same port.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+    }
+
+    /// SIGTERM, then waits; panics with the log unless it exits 0.
+    pub fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else { return };
+        let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("wait for the gateway") {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("the gateway did not stop within 30 s of SIGTERM\n{}", self.log_tail(30));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        assert!(status.success(), "the gateway exited with {status}\n{}", self.log_tail(30));
+    }
+
+    /// The last `lines` lines of its latest log.
+    pub fn log_tail(&self, lines: usize) -> String {
+        let text = self.logs.last().and_then(|p| std::fs::read_to_string(p).ok()).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+}
+
+impl Drop for GatewayProcess {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}

@@ -5,6 +5,7 @@ pub mod bench;
 pub mod children;
 pub mod config;
 pub mod deploy;
+pub mod gateway;
 pub mod partitions;
 pub mod plugins;
 pub mod provision;

@@ -4,10 +4,13 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use prometheus_client::registry::Registry;
 use turnstile::admin::{AdminError, Cluster};
 use turnstile::config::{Config, Overrides};
 use turnstile::deploy::{Store, Watcher};
+use turnstile::http::{self, probes::Readiness};
 use turnstile::plugin::{EngineSettings, LoadedPlugin, PluginEngine};
+use turnstile::runner::metrics::Metrics;
 use turnstile::runner::{Identity, Reloader, Runner, RunnerError, heartbeat, supervisor};
 
 use crate::cli::{GlobalArgs, RunArgs};
@@ -18,7 +21,8 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
         .set("plugin.plugins_dir", args.plugins.clone())
         .set("service.name", args.service.clone())
         .set("service.event_id", args.event)
-        .set("service.consumer_instance_id", args.instance.clone());
+        .set("service.consumer_instance_id", args.instance.clone())
+        .set("metrics.listen", args.metrics.clone());
     let config = super::load_config(global, overrides)?.config;
     let service = config
         .service
@@ -48,17 +52,28 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
         }
     };
 
+    let metrics = Arc::new(Metrics::default());
+    // A taken port is the user's to fix, reported before anything starts.
+    let endpoint = match &config.metrics.listen {
+        Some(addr) => Some((
+            http::bind(addr).map_err(|e| super::UsageError(format!("--metrics: {e}")))?,
+            probes(&metrics, &identity),
+        )),
+        None => None,
+    };
+
     let shutdown = Arc::new(AtomicBool::new(false));
     let flag = shutdown.clone();
     let runner_config = config.clone();
+    let runner_metrics = metrics.clone();
     let worker = std::thread::Builder::new().name(format!("{service}-runner")).spawn(move || {
-        supervisor::supervise(&runner_config, &flag, |cluster| {
-            source.start(&runner_config, cluster, &engine, identity.clone())
+        supervisor::supervise(&runner_config, &flag, &runner_metrics, |cluster| {
+            source.start(&runner_config, cluster, &engine, identity.clone(), runner_metrics.clone())
         })
     })?;
 
     let wedge_timeout = std::time::Duration::from_millis(config.runner.wedge_timeout_ms);
-    wait_for_signal(&shutdown, &worker, wedge_timeout)?;
+    wait_for_signal(&shutdown, &worker, wedge_timeout, endpoint)?;
     // Bounded: a runner stuck inside a client call (see `restart_in_place`)
     // or a broker that stopped answering must not keep the process alive.
     // Stopping without the last commit is still a clean stop as far as the
@@ -98,9 +113,10 @@ impl Source {
         cluster: &Cluster,
         engine: &PluginEngine,
         identity: Identity,
+        metrics: Arc<Metrics>,
     ) -> Result<Runner, RunnerError> {
         match self {
-            Source::File(plugin) => Runner::new(config, cluster, identity, plugin),
+            Source::File(plugin) => Runner::new(config, cluster, identity, plugin, metrics),
             Source::Deployed(store) => {
                 // The watcher's first poll is the version to start with, so a
                 // deploy between reading `current` and watching it is not missed.
@@ -111,22 +127,56 @@ impl Source {
                     .ok_or_else(|| RunnerError::Deployment("nothing is deployed any more".into()))?;
                 let plugin = engine.load_file(&version.path_to_wasm)?;
                 tracing::info!(deployment = version.number, plugin_version = %plugin.manifest().version, "running the deployed version");
-                Ok(Runner::new(config, cluster, identity, &plugin)?
+                Ok(Runner::new(config, cluster, identity, &plugin, metrics)?
                     .with_reloads(Reloader::new(engine.clone(), watcher), version.number))
             }
         }
     }
 }
 
+/// The probes of `run --metrics`: the instance's metrics under the
+/// `turnstile` prefix, labelled with its service, event and instance; ready
+/// while it runs its partitions.
+fn probes(metrics: &Arc<Metrics>, identity: &Identity) -> axum::Router {
+    let labels = [
+        ("service", identity.service.clone()),
+        ("event_id", identity.event_id.to_string()),
+        ("instance", identity.instance_id.clone()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.into(), v.into()));
+    let mut registry = Registry::with_prefix_and_labels("turnstile", labels);
+    metrics.register(&mut registry);
+    let metrics = metrics.clone();
+    let ready: Readiness = Arc::new(move || (metrics.is_ready(), metrics.state().as_str().to_owned()));
+    http::probes::router(registry, ready)
+}
+
 /// Blocks until SIGTERM/SIGINT (then asks the runner to stop) or until the
-/// runner ends by itself.
+/// runner ends by itself; serves `endpoint` meanwhile.
 fn wait_for_signal<T>(
     shutdown: &AtomicBool,
     worker: &std::thread::JoinHandle<T>,
     wedge_timeout: std::time::Duration,
+    endpoint: Option<(std::net::TcpListener, axum::Router)>,
 ) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(async {
+        let (stop_server, stopped) = tokio::sync::oneshot::channel::<()>();
+        if let Some((listener, router)) = endpoint {
+            tokio::spawn(async move {
+                if let Err(err) = http::serve(listener, router, async move {
+                    let _ = stopped.await;
+                })
+                .await
+                {
+                    tracing::error!(error = %err, "the metrics endpoint stopped");
+                }
+            });
+        }
+        // Served until the process exits: dropping the sender at the end
+        // of this block stops it.
+        let _stop_server = stop_server;
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         let mut ticker = tokio::time::interval(std::time::Duration::from_millis(200));
         loop {

@@ -17,7 +17,6 @@ use rdkafka::message::BorrowedMessage;
 
 use super::dlq::{self, DeadLetter, Failure};
 use super::input::{self, InputRecord, Placement};
-use super::metrics::Metrics;
 use super::rebalance::{RunnerContext, Shared, lock};
 use super::{RunnerError, Worker};
 use crate::naming;
@@ -199,7 +198,10 @@ impl Worker {
         while outcomes.len() < messages.len() {
             let next = outcomes.len();
             let end = messages.len().min(next + batch);
-            let results = match self.instance.handle_batch(&messages[next..end]) {
+            let called = std::time::Instant::now();
+            let results = self.instance.handle_batch(&messages[next..end]);
+            self.metrics.plugin_call(called.elapsed());
+            let results = match results {
                 Ok(results) if !results.is_empty() => results,
                 Ok(_) => return Err(RunnerError::PluginUnavailable("the plugin returned no outcome".into())),
                 Err(err) => return Err(RunnerError::PluginUnavailable(err.reason())),
@@ -218,7 +220,7 @@ impl Worker {
                     },
                     Err(HandleError::Transient(reason)) if retries < self.config.runner.max_retries => {
                         retries += 1;
-                        Metrics::add(&self.metrics.retried, 1);
+                        self.metrics.retried.inc();
                         tracing::debug!(retries, %reason, "transient plugin failure; retrying");
                         std::thread::sleep(backoff);
                         backoff = (backoff * 2).min(cap);
@@ -285,8 +287,8 @@ impl Worker {
                         txn.mark_critical();
                     }
                 }
-                Metrics::add(&self.metrics.processed, 1);
-                Metrics::add(&self.metrics.produced, outputs.len() as u64);
+                self.metrics.processed.inc();
+                self.metrics.produced.inc_by(outputs.len() as u64);
                 result
             }
             Outcome::Forward { partition, key } => {
@@ -299,7 +301,7 @@ impl Worker {
                 );
                 let headers: Vec<(&str, &[u8])> =
                     input.headers.iter().map(|(k, v)| (k.as_str(), v.as_slice())).collect();
-                Metrics::add(&self.metrics.forwarded, 1);
+                self.metrics.forwarded.inc();
                 txn.send(Record {
                     topic: input.topic,
                     partition,
@@ -334,8 +336,8 @@ impl Worker {
                 let header_refs: Vec<(&str, &[u8])> =
                     letter.headers.iter().map(|(k, v)| (k.as_str(), v.as_slice())).collect();
                 let dlq_partitions = self.partitions.get(&self.dlq_topic).copied().unwrap_or(1);
-                Metrics::add(&self.metrics.failed, 1);
-                Metrics::add(&self.metrics.dead_lettered, 1);
+                self.metrics.failed.inc();
+                self.metrics.dead_lettered.inc();
                 txn.send(Record {
                     topic: &self.dlq_topic,
                     partition: input.partition.min(dlq_partitions - 1),

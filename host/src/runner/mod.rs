@@ -3,16 +3,21 @@
 //! and commit outputs, state changes and input offsets in one Kafka
 //! transaction. ARCHITECTURE.md walks through it.
 
+mod commit;
 pub mod dlq;
+mod error;
 mod handle;
 pub mod heartbeat;
+mod identity;
 pub mod input;
 mod liveness;
 pub mod metrics;
 mod rebalance;
 mod reload;
 pub mod report;
+mod restore;
 pub mod supervisor;
+mod swap;
 pub mod transaction;
 
 use std::collections::HashMap;
@@ -23,95 +28,24 @@ use std::time::{Duration, Instant};
 use rdkafka::Message as _;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::KafkaError;
 use rdkafka::producer::Producer;
 
-use crate::admin::{AdminError, Cluster};
+use crate::admin::Cluster;
 use crate::config::{Config, GroupProtocol};
 use crate::naming;
-use crate::plugin::{LoadedPlugin, PluginError, PluginInstance, StateAccess};
-use crate::publisher::{PublishError, Publisher, producer_properties};
+use crate::plugin::{LoadedPlugin, PluginInstance, StateAccess};
+use crate::publisher::{Publisher, producer_properties};
 use crate::routing::Router;
 use crate::state::ServiceState;
 use crate::state::changelog::Restore;
-use crate::state::checkpoint::{self, CheckpointDir};
-use metrics::{Metrics, MetricsSnapshot};
+use crate::state::checkpoint::CheckpointDir;
+pub use error::RunnerError;
+pub use identity::Identity;
+use identity::check_manifest;
+use metrics::{InstanceState, Metrics, MetricsSnapshot};
 use rebalance::{RunnerContext, Shared, lock};
 pub use reload::Reloader;
-use transaction::{Transaction, TxnError};
-
-/// Why a runner stopped abnormally.
-#[derive(Debug, thiserror::Error)]
-pub enum RunnerError {
-    #[error("Kafka: {0}")]
-    Kafka(#[from] KafkaError),
-    #[error(transparent)]
-    Publish(#[from] PublishError),
-    #[error(transparent)]
-    Admin(#[from] AdminError),
-    #[error(transparent)]
-    Plugin(#[from] PluginError),
-    #[error(transparent)]
-    Transaction(#[from] TxnError),
-    #[error(
-        "event {event_id} is not provisioned: topic {topic} does not exist (run `turnstile provision --event {event_id}`)"
-    )]
-    NotProvisioned { event_id: u64, topic: String },
-    #[error("plugin {plugin_service:?} cannot run as {service:?}")]
-    WrongService { service: String, plugin_service: String },
-    #[error("the plugin for {service:?} does not consume {action:?}, which the service receives")]
-    MissingInput { service: String, action: String },
-    #[error(
-        "the topics of event {event_id} have different partition counts {counts:?}; the state of partition p \
-         lives with partition p of every input topic, so they must be equal (re-provision the event)"
-    )]
-    UnequalPartitions { event_id: u64, counts: Vec<i32> },
-    #[error("the plugin cannot be instantiated any more: {0}")]
-    PluginUnavailable(String),
-    #[error("partition {topic}[{partition}] could not be rewound after an abort: {source}")]
-    Rewind {
-        topic: String,
-        partition: i32,
-        #[source]
-        source: KafkaError,
-    },
-    #[error("{0}")]
-    Rebalance(String),
-    #[error("the deployment cannot be read: {0}")]
-    Deployment(String),
-    #[error(transparent)]
-    Routing(#[from] crate::routing::RoutingError),
-    #[error("stalled: input was waiting but nothing committed for {age_ms} ms (runner.stall_timeout_ms {timeout_ms})")]
-    Stalled { age_ms: u64, timeout_ms: u64 },
-    #[error("stalled: committed input waits on {} but the consumer fetched none of it for {timeout_ms} ms", .partitions.join(", "))]
-    NotFetching { partitions: Vec<String>, timeout_ms: u64 },
-}
-
-/// Which instance of which service to run.
-#[derive(Debug, Clone)]
-pub struct Identity {
-    pub service: String,
-    pub event_id: u64,
-    pub group_id: String,
-    pub instance_id: String,
-    pub transactional_id: String,
-}
-
-impl Identity {
-    /// The identity from configuration (DOMAIN.md §2 names unless overridden).
-    pub fn from_config(config: &Config, service: &str, event_id: u64) -> Self {
-        let s = &config.service;
-        let instance_id = s.consumer_instance_id.clone();
-        let producer_instance = s.producer_instance_id.clone().unwrap_or_else(|| instance_id.clone());
-        Identity {
-            service: service.to_owned(),
-            event_id,
-            group_id: s.group_id.clone().unwrap_or_else(|| naming::consumer_group(event_id, service)),
-            transactional_id: naming::transactional_id(service, event_id, &producer_instance),
-            instance_id,
-        }
-    }
-}
+use transaction::Transaction;
 
 /// The plugin state as plugins see it: the runner's [`ServiceState`], shared
 /// with the rebalance hooks.
@@ -178,7 +112,9 @@ impl Runner {
         cluster: &Cluster,
         identity: Identity,
         plugin: &LoadedPlugin,
+        metrics: Arc<Metrics>,
     ) -> Result<Self, RunnerError> {
+        metrics.set_state(InstanceState::Rebalancing);
         let manifest = plugin.manifest();
         check_manifest(manifest, &identity)?;
         let event_id = identity.event_id;
@@ -226,8 +162,12 @@ impl Runner {
             }),
             changelog_topic: changelog_topic.clone(),
         }));
-        let context = RunnerContext { shared: shared.clone() };
+        let context = RunnerContext { shared: shared.clone(), metrics: metrics.clone() };
         let mut consumer_config = ClientConfig::new();
+        if config.metrics.listen.is_some() {
+            // For the lag per partition (`RunnerContext::stats`).
+            consumer_config.set("statistics.interval.ms", config.metrics.lag_interval_ms.to_string());
+        }
         match config.runner.group_protocol {
             // Kafka 4's consumer group protocol (KIP-848): rebalances are
             // incremental, so partitions that stay keep flowing, and the
@@ -291,7 +231,7 @@ impl Runner {
                 instance,
                 plugin_version: manifest.version.clone(),
                 partitions,
-                metrics: Arc::new(Metrics::default()),
+                metrics,
                 last_commit: Instant::now(),
                 last_checkpoint: Instant::now(),
                 changelog_topic,
@@ -309,11 +249,6 @@ impl Runner {
         self
     }
 
-    /// The instance's counters, shared for reporting.
-    pub fn metrics(&self) -> Arc<Metrics> {
-        self.worker.metrics.clone()
-    }
-
     /// Runs until `shutdown` is set, then commits the open transaction and
     /// leaves the group.
     pub fn run(mut self, shutdown: &AtomicBool) -> Result<MetricsSnapshot, RunnerError> {
@@ -326,6 +261,7 @@ impl Runner {
                 // dropping the consumer runs: it might commit half a message.
                 self.worker.abort_open();
                 self.worker.write_report("failed");
+                self.worker.metrics.set_state(InstanceState::Error);
                 Err(err)
             }
         }
@@ -415,6 +351,7 @@ impl Runner {
                 w.reset_plugin();
             }
             w.step_restore(consumer, inputs)?;
+            w.book_state();
             // The commit in flight, if it has landed; then the next one. A
             // drained transaction waits for the one in flight to land; one
             // due by size or age waits for nothing (start_commit blocks
@@ -464,6 +401,7 @@ impl Runner {
             if last_written.elapsed() >= Duration::from_secs(1) {
                 last_written = Instant::now();
                 w.write_report("running");
+                w.metrics.update_rate(Duration::from_secs(5));
             }
             if last_report.elapsed() >= Duration::from_secs(10) {
                 last_report = Instant::now();
@@ -509,6 +447,25 @@ impl Runner {
 }
 
 impl Worker {
+    /// Sets the instance state the metrics report from what it holds:
+    /// restoring while any partition restores, rebalancing while it holds
+    /// no complete partition (also between an instance's start and its
+    /// first assignment), running otherwise.
+    fn book_state(&self) {
+        let shared = lock(&self.shared);
+        let complete = shared.held.keys().filter(|p| shared.complete(**p)).count();
+        let restoring = shared.restoring.len();
+        drop(shared);
+        self.metrics.set_partitions(complete, restoring);
+        self.metrics.set_state(if restoring > 0 || self.restore.is_some() {
+            InstanceState::Restoring
+        } else if complete == 0 {
+            InstanceState::Rebalancing
+        } else {
+            InstanceState::Running
+        });
+    }
+
     /// Writes this instance's report for `turnstile status`.
     fn write_report(&self, state: &str) {
         let report = report::InstanceReport {
@@ -526,110 +483,6 @@ impl Worker {
         report::write(&self.config.runner.status_dir, &report);
     }
 
-    /// Swaps in a newly deployed version at a transaction boundary: what
-    /// the open transaction handled commits on the old version first, and
-    /// the state carries over unchanged. A version that failed to compile
-    /// or instantiate is logged and the old one keeps running.
-    fn swap(
-        &mut self,
-        consumer: &BaseConsumer<RunnerContext>,
-        version: crate::deploy::Version,
-        loaded: Result<LoadedPlugin, String>,
-    ) -> Result<(), RunnerError> {
-        let plugin = match loaded {
-            Ok(plugin) => plugin,
-            Err(reason) => {
-                tracing::error!(version = version.number, %reason, running = %self.plugin_version, "new plugin version rejected; keeping the running one");
-                return Ok(());
-            }
-        };
-        if let Err(err) = check_manifest(plugin.manifest(), &self.identity) {
-            tracing::error!(version = version.number, error = %err, running = %self.plugin_version, "new plugin version rejected; keeping the running one");
-            return Ok(());
-        }
-        self.commit(consumer)?;
-        let old = std::mem::replace(&mut self.plugin_version, plugin.manifest().version.clone());
-        match self.instance.reload(&plugin) {
-            Ok(()) => {
-                let from = self.deployment.map_or_else(|| "?".into(), |n| format!("v{n}"));
-                tracing::info!(
-                    from = %format!("{from} (plugin {old})"),
-                    to = %format!("v{} (plugin {})", version.number, self.plugin_version),
-                    sha256 = %version.sha256,
-                    "plugin reloaded");
-                self.deployment = Some(version.number);
-            }
-            Err(err) => {
-                tracing::error!(version = version.number, error = %err, running = %old, "new plugin version rejected; keeping the running one");
-                self.plugin_version = old;
-            }
-        }
-        Ok(())
-    }
-
-    /// Starts, steps or finishes the restore of the partitions the assign
-    /// hook paused. The set can change under a running restore (another
-    /// rebalance): then it starts over for the partitions still waiting.
-    fn step_restore(
-        &mut self,
-        consumer: &BaseConsumer<RunnerContext>,
-        inputs: &HashMap<String, String>,
-    ) -> Result<(), RunnerError> {
-        let wanted: Vec<i32> = lock(&self.shared).restoring.iter().copied().collect();
-        if wanted.is_empty() {
-            self.restore = None;
-            return Ok(());
-        }
-        if self.restore.as_ref().is_none_or(|r| r.partitions() != wanted.as_slice()) {
-            let timeout = Duration::from_millis(self.config.runner.restore_timeout_ms);
-            self.restore = Some(
-                Restore::start(
-                    &self.config.kafka.bootstrap,
-                    &self.changelog_topic,
-                    &wanted,
-                    timeout,
-                    lock(&self.shared).checkpoints.as_ref(),
-                )
-                .map_err(|e| RunnerError::Rebalance(e.to_string()))?,
-            );
-            self.write_report("restoring");
-        }
-        let Some(restore) = self.restore.as_mut() else { return Ok(()) };
-        let Some(states) =
-            restore.step(Duration::from_millis(50)).map_err(|e| RunnerError::Rebalance(e.to_string()))?
-        else {
-            return Ok(());
-        };
-        let (records, elapsed) = (restore.records(), restore.elapsed());
-        self.restore = None;
-        let mut shared = lock(&self.shared);
-        let mut resume = rdkafka::TopicPartitionList::new();
-        {
-            let mut state = lock(&shared.state);
-            for (p, s) in states {
-                state.insert(p, s);
-                for topic in inputs.keys() {
-                    resume.add_partition(topic, p);
-                }
-            }
-        }
-        shared.restoring.clear();
-        drop(shared);
-        consumer.resume(&resume)?;
-        tracing::info!(partitions = ?wanted, records, elapsed = ?elapsed, "state restored from changelog; partitions resumed");
-        self.write_report("running");
-        Ok(())
-    }
-
-    /// Checkpoints every partition whose committed state changed.
-    fn save_checkpoints(&mut self) {
-        let shared = lock(&self.shared);
-        if let Some(dir) = shared.checkpoints.as_ref() {
-            checkpoint::save(dir, &self.changelog_topic, &mut lock(&shared.state), None);
-            self.last_checkpoint = Instant::now();
-        }
-    }
-
     /// A fresh plugin instance over the same (committed) state: after an
     /// abort or a revoke, guest globals must not remember what was undone.
     fn reset_plugin(&mut self) {
@@ -637,134 +490,6 @@ impl Worker {
             tracing::error!(error = %err, "cannot re-instantiate the plugin after an abort; retrying on the next message");
         }
     }
-
-    /// Aborts the open transaction on the way out of a failure, so that
-    /// nothing half-done can be committed by the revoke that dropping the
-    /// consumer runs.
-    fn abort_open(&mut self) {
-        let mut shared = lock(&self.shared);
-        let Shared { txn, state, .. } = &mut *shared;
-        if txn.is_open() || txn.is_committing() {
-            let mut state = lock(state);
-            match txn.abort(&mut state) {
-                Ok(_) => tracing::info!("aborted the open transaction"),
-                Err(err) => {
-                    tracing::warn!(error = %err, "aborting the open transaction failed; the broker aborts it at its timeout")
-                }
-            }
-        }
-    }
-
-    /// Commits the open transaction and waits until it (and any commit in
-    /// flight before it) has landed; see [`Worker::committed`] for failures.
-    fn commit(&mut self, consumer: &BaseConsumer<RunnerContext>) -> Result<(), RunnerError> {
-        let Some(group) = consumer.group_metadata() else {
-            return Ok(());
-        };
-        let result = {
-            let mut shared = lock(&self.shared);
-            let Shared { txn, state, .. } = &mut *shared;
-            txn.commit(&mut lock(state), group)
-        };
-        self.committed(consumer, result)
-    }
-
-    /// Starts committing the open transaction and returns while it
-    /// commits, so the loop goes on handling the next messages; waits first
-    /// for a commit still in flight.
-    fn start_commit(&mut self, consumer: &BaseConsumer<RunnerContext>) -> Result<(), RunnerError> {
-        let Some(group) = consumer.group_metadata() else {
-            return Ok(());
-        };
-        let result = {
-            let mut shared = lock(&self.shared);
-            let Shared { txn, state, .. } = &mut *shared;
-            txn.start_commit(&mut lock(state), group)
-        };
-        self.committed(consumer, result)
-    }
-
-    /// Collects the commit in flight if it has ended (`block`: once it ends).
-    fn settle(&mut self, consumer: &BaseConsumer<RunnerContext>, block: bool) -> Result<(), RunnerError> {
-        let result = {
-            let mut shared = lock(&self.shared);
-            let Shared { txn, state, .. } = &mut *shared;
-            txn.settle(&mut lock(state), block)
-        };
-        match result {
-            Some(result) => self.committed(consumer, result),
-            None => Ok(()),
-        }
-    }
-
-    /// Books the outcome of a commit. A landed one counts and may be
-    /// checkpointed; on an abortable failure the consumer rewinds to the
-    /// first offsets of what was lost and the loop goes on.
-    fn committed(
-        &mut self,
-        consumer: &BaseConsumer<RunnerContext>,
-        result: Result<(), TxnError>,
-    ) -> Result<(), RunnerError> {
-        match result {
-            Ok(()) => {
-                let landed = lock(&self.shared).txn.take_landed();
-                if landed > 0 {
-                    Metrics::add(&self.metrics.transactions_committed, landed);
-                    self.last_commit = Instant::now();
-                }
-                let interval = Duration::from_millis(self.config.runner.checkpoint_interval_ms);
-                if landed > 0 && self.last_checkpoint.elapsed() >= interval {
-                    let shared = lock(&self.shared);
-                    if let Some(dir) = shared.checkpoints.as_ref() {
-                        checkpoint::save(dir, &self.changelog_topic, &mut lock(&shared.state), None);
-                        self.last_checkpoint = Instant::now();
-                    }
-                }
-                Ok(())
-            }
-            Err(err @ (TxnError::Aborted(_) | TxnError::Poisoned)) => {
-                Metrics::add(&self.metrics.transactions_aborted, 1);
-                let rewind = lock(&self.shared).txn.take_rewind();
-                tracing::warn!(error = %err, partitions = rewind.len(), "transaction aborted; rewinding to its first offsets");
-                self.reset_plugin();
-                for ((topic, partition), offset) in rewind {
-                    if let Err(err) =
-                        consumer.seek(&topic, partition, rdkafka::Offset::Offset(offset), Duration::from_secs(10))
-                    {
-                        let owned = consumer
-                            .assignment()
-                            .map(|a| a.find_partition(&topic, partition).is_some())
-                            .unwrap_or(true);
-                        if owned {
-                            // Going on would skip the aborted messages; a
-                            // restart resumes from the committed offsets.
-                            return Err(RunnerError::Rewind { topic, partition, source: err });
-                        }
-                        tracing::info!(%topic, partition, "not rewinding a partition that was revoked meanwhile");
-                    }
-                }
-                Ok(())
-            }
-            Err(err) => Err(err.into()),
-        }
-    }
-}
-
-/// A plugin may run as a service only if its manifest names the service and
-/// consumes every action the service receives.
-fn check_manifest(manifest: &crate::plugin::Manifest, identity: &Identity) -> Result<(), RunnerError> {
-    if manifest.service != identity.service {
-        return Err(RunnerError::WrongService {
-            service: identity.service.clone(),
-            plugin_service: manifest.service.clone(),
-        });
-    }
-    for topic in naming::input_topics(identity.event_id, &identity.service) {
-        if !manifest.consumes.contains(&topic.action) {
-            return Err(RunnerError::MissingInput { service: identity.service.clone(), action: topic.action });
-        }
-    }
-    Ok(())
 }
 
 /// Partition counts of every topic of the event, read from the broker.

@@ -19,8 +19,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
-use rdkafka::{ClientContext, TopicPartitionList};
+use rdkafka::{ClientContext, Statistics, TopicPartitionList};
 
+use super::metrics::{InstanceState, Metrics};
 use super::transaction::{Transaction, TxnError};
 use crate::state::ServiceState;
 use crate::state::checkpoint::{self, CheckpointDir};
@@ -62,6 +63,7 @@ impl Shared {
 /// The runner's consumer context.
 pub struct RunnerContext {
     pub shared: Arc<Mutex<Shared>>,
+    pub metrics: Arc<Metrics>,
 }
 
 /// Locks a mutex, recovering the data if a panicking thread poisoned it:
@@ -78,10 +80,30 @@ fn pairs_of(tpl: &TopicPartitionList) -> Vec<(String, i32)> {
     tpl.elements().iter().map(|e| (e.topic().to_owned(), e.partition())).collect()
 }
 
-impl ClientContext for RunnerContext {}
+impl ClientContext for RunnerContext {
+    /// librdkafka's statistics (`statistics.interval.ms`, on while metrics
+    /// are served): the lag of every assigned input partition, from the
+    /// position to the last stable offset. Not `consumer_lag`: offsets are
+    /// committed through the producer's transaction, which the consumer's
+    /// statistics do not see. (Transaction markers count, as in Kafka
+    /// Streams' `records-lag`: an idle partition shows 1.)
+    fn stats(&self, statistics: Statistics) {
+        let lags = statistics.topics.into_iter().flat_map(|(topic, t)| {
+            t.partitions.into_values().filter(|p| p.partition >= 0 && p.desired && p.ls_offset >= 0).filter_map(
+                move |p| {
+                    // Before its first record: where it started, the group's committed offset.
+                    let position = [p.app_offset, p.committed_offset].into_iter().find(|&o| o >= 0)?;
+                    Some((topic.clone(), p.partition, (p.ls_offset - position).max(0)))
+                },
+            )
+        });
+        self.metrics.set_lag(lags);
+    }
+}
 
 impl ConsumerContext for RunnerContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        self.metrics.set_state(InstanceState::Rebalancing);
         let revoked = match rebalance {
             Rebalance::Revoke(tpl) => pairs_of(tpl),
             Rebalance::Assign(_) => return,

@@ -9,7 +9,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use super::metrics::MetricsSnapshot;
+use super::metrics::{InstanceState, Metrics, MetricsSnapshot};
 use super::{Runner, RunnerError};
 use crate::admin::Cluster;
 use crate::config::Config;
@@ -72,9 +72,12 @@ pub fn wait_for_cluster(config: &Config, shutdown: &AtomicBool) -> Result<Option
 /// Runs `start()`'s runner until `shutdown`, rebuilding it after every
 /// recoverable failure (with a growing pause, at most 5 s) until failures
 /// have lasted `kafka.outage_timeout_ms` without a healthy run between.
+///
+/// `metrics` are the ones `start` gives its runners: they outlive each.
 pub fn supervise(
     config: &Config,
     shutdown: &AtomicBool,
+    metrics: &Metrics,
     mut start: impl FnMut(&Cluster) -> Result<Runner, RunnerError>,
 ) -> Result<MetricsSnapshot, RunnerError> {
     let outage = Duration::from_millis(config.kafka.outage_timeout_ms);
@@ -83,14 +86,9 @@ pub fn supervise(
     let mut restarts = 0u32;
     loop {
         let attempt = Instant::now();
-        let mut committed = 0;
+        let before = metrics.transactions_committed.get();
         let result = match wait_for_cluster(config, shutdown) {
-            Ok(Some(cluster)) => start(&cluster).and_then(|runner| {
-                let metrics = runner.metrics();
-                let result = runner.run(shutdown);
-                committed = metrics.snapshot().transactions_committed;
-                result
-            }),
+            Ok(Some(cluster)) => start(&cluster).and_then(|runner| runner.run(shutdown)),
             Ok(None) => return Ok(MetricsSnapshot::default()),
             Err(err) => Err(RunnerError::Admin(err.into())),
         };
@@ -98,6 +96,8 @@ pub fn supervise(
             Ok(metrics) => return Ok(metrics),
             Err(err) => err,
         };
+        metrics.set_state(InstanceState::Error);
+        let committed = metrics.transactions_committed.get().saturating_sub(before);
         if !err.is_recoverable() {
             return Err(err);
         }

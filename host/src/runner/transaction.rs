@@ -52,6 +52,14 @@ struct Held {
     headers: Vec<(String, Vec<u8>)>,
 }
 
+/// A commit that landed: how many input messages it held and how long it
+/// took from its start.
+#[derive(Debug, Clone, Copy)]
+pub struct Landed {
+    pub messages: usize,
+    pub latency: Duration,
+}
+
 /// A commit running on its own thread, and what is needed once it ends.
 struct InFlight {
     handle: std::thread::JoinHandle<Result<HashMap<i32, i64>, TxnError>>,
@@ -95,7 +103,7 @@ pub struct Transaction {
     held: Vec<Held>,
     in_flight: Option<InFlight>,
     /// Commits landed since [`Transaction::take_landed`] was last called.
-    landed: u64,
+    landed: Vec<Landed>,
 }
 
 impl Transaction {
@@ -115,7 +123,7 @@ impl Transaction {
             first: HashMap::new(),
             held: Vec::new(),
             in_flight: None,
-            landed: 0,
+            landed: Vec::new(),
         }
     }
 
@@ -124,8 +132,8 @@ impl Transaction {
         self.open
     }
 
-    /// How many commits landed since the last call.
-    pub fn take_landed(&mut self) -> u64 {
+    /// The commits that landed since the last call.
+    pub fn take_landed(&mut self) -> Vec<Landed> {
         std::mem::take(&mut self.landed)
     }
 
@@ -317,7 +325,7 @@ impl Transaction {
                     .filter_map(|(p, digest)| delivered.get(&p).map(|&offset| (p, Anchor { offset, digest })))
                     .collect();
                 state.commit(&mut anchors);
-                self.landed += 1;
+                self.landed.push(Landed { messages: flight.messages, latency: flight.since.elapsed() });
                 tracing::trace!(messages = flight.messages, "transaction committed");
                 let begun = self.begin_held();
                 if begun.is_err() && !self.begun {

@@ -1,0 +1,56 @@
+//! Why a runner stops: every error that ends a runner, for the supervisor
+//! to classify (heal in place, rebuild, or exit).
+
+use rdkafka::error::KafkaError;
+
+use super::transaction::TxnError;
+use crate::admin::AdminError;
+use crate::plugin::PluginError;
+use crate::publisher::PublishError;
+
+/// Why a runner stopped abnormally.
+#[derive(Debug, thiserror::Error)]
+pub enum RunnerError {
+    #[error("Kafka: {0}")]
+    Kafka(#[from] KafkaError),
+    #[error(transparent)]
+    Publish(#[from] PublishError),
+    #[error(transparent)]
+    Admin(#[from] AdminError),
+    #[error(transparent)]
+    Plugin(#[from] PluginError),
+    #[error(transparent)]
+    Transaction(#[from] TxnError),
+    #[error(
+        "event {event_id} is not provisioned: topic {topic} does not exist (run `turnstile provision --event {event_id}`)"
+    )]
+    NotProvisioned { event_id: u64, topic: String },
+    #[error("plugin {plugin_service:?} cannot run as {service:?}")]
+    WrongService { service: String, plugin_service: String },
+    #[error("the plugin for {service:?} does not consume {action:?}, which the service receives")]
+    MissingInput { service: String, action: String },
+    #[error(
+        "the topics of event {event_id} have different partition counts {counts:?}; the state of partition p \
+         lives with partition p of every input topic, so they must be equal (re-provision the event)"
+    )]
+    UnequalPartitions { event_id: u64, counts: Vec<i32> },
+    #[error("the plugin cannot be instantiated any more: {0}")]
+    PluginUnavailable(String),
+    #[error("partition {topic}[{partition}] could not be rewound after an abort: {source}")]
+    Rewind {
+        topic: String,
+        partition: i32,
+        #[source]
+        source: KafkaError,
+    },
+    #[error("{0}")]
+    Rebalance(String),
+    #[error("the deployment cannot be read: {0}")]
+    Deployment(String),
+    #[error(transparent)]
+    Routing(#[from] crate::routing::RoutingError),
+    #[error("stalled: input was waiting but nothing committed for {age_ms} ms (runner.stall_timeout_ms {timeout_ms})")]
+    Stalled { age_ms: u64, timeout_ms: u64 },
+    #[error("stalled: committed input waits on {} but the consumer fetched none of it for {timeout_ms} ms", .partitions.join(", "))]
+    NotFetching { partitions: Vec<String>, timeout_ms: u64 },
+}
