@@ -286,6 +286,11 @@ pub struct SelloutArgs {
     /// is slow).
     #[arg(long, default_value_t = 3, value_name = "SECONDS")]
     pub warmup: u32,
+    /// Send every command through a booking gateway (started as a child,
+    /// with a fresh token secret) over HTTP instead of straight to Kafka,
+    /// and report the HTTP request rate and latency too.
+    #[arg(long)]
+    pub via_gateway: bool,
 }
 
 #[derive(Debug, Args)]

@@ -94,21 +94,41 @@ impl Services {
         dir: &Path,
         env: &[(&str, String)],
     ) -> anyhow::Result<()> {
-        let log_path = dir.join(format!("{service}.log"));
+        let event = event_id.to_string();
+        let plugin = plugin.to_string_lossy();
+        self.spawn(global, service, &["run", "--service", service, "--event", &event, "--plugin", &plugin], dir, env)
+    }
+
+    /// Starts `turnstile gateway --event ID --listen ADDR`, logging to `dir/gateway.log`.
+    pub fn start_gateway(
+        &mut self,
+        global: &GlobalArgs,
+        event_id: u64,
+        listen: &str,
+        dir: &Path,
+        env: &[(&str, String)],
+    ) -> anyhow::Result<()> {
+        let event = event_id.to_string();
+        self.spawn(global, "gateway", &["gateway", "--event", &event, "--listen", listen], dir, env)
+    }
+
+    fn spawn(
+        &mut self,
+        global: &GlobalArgs,
+        name: &str,
+        args: &[&str],
+        dir: &Path,
+        env: &[(&str, String)],
+    ) -> anyhow::Result<()> {
+        let log_path = dir.join(format!("{name}.log"));
         let log = std::fs::File::create(&log_path).with_context(|| format!("cannot create {}", log_path.display()))?;
         let mut command = turnstile_command(global);
-        command
-            .args(["run", "--service", service, "--event", &event_id.to_string(), "--plugin"])
-            .arg(plugin)
-            .envs(env.iter().map(|(k, v)| (k, v)))
-            .stdout(log.try_clone()?)
-            .stderr(log);
-        let child = command.spawn().with_context(|| format!("cannot start {service}"))?;
-        self.children.push((service.to_owned(), child));
+        command.args(args).envs(env.iter().map(|(k, v)| (k, v))).stdout(log.try_clone()?).stderr(log);
+        let child = command.spawn().with_context(|| format!("cannot start {name}"))?;
+        self.children.push((name.to_owned(), child));
         Ok(())
     }
 
-    /// The first service that is no longer running, if any.
     pub fn exited(&mut self) -> Option<String> {
         self.children.iter_mut().find_map(|(name, child)| child.try_wait().ok().flatten().map(|_| name.clone()))
     }

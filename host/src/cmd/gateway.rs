@@ -53,7 +53,9 @@ pub fn run(global: &GlobalArgs, args: GatewayArgs) -> anyhow::Result<ExitCode> {
     let ready: Readiness = Arc::new(move || {
         if views.is_ready() { (true, "ready".into()) } else { (false, "catching up with the event's topics".into()) }
     });
-    let router = gateway::api::router(gateway.clone()).merge(http::probes::router(registry, ready));
+    let router = gateway::api::router(gateway.clone())
+        .merge(gateway::page::router(gateway.clone()))
+        .merge(http::probes::router(registry, ready));
     tracing::info!(event = event_id, listen = %config.gateway.listen, partitions, "gateway starting");
 
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;

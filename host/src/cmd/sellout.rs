@@ -14,6 +14,7 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Message, Offset, TopicPartitionList};
 use turnstile::config::{Config, Overrides};
+use turnstile::load::front::{FrontReport, HttpFront};
 use turnstile::load::plan::{self, Buyer, Mix, Planned};
 use turnstile::load::tally::{Milestone, Summary, Tally};
 use turnstile::load::{check_outcome, read_back};
@@ -61,18 +62,25 @@ pub fn run(global: &GlobalArgs, args: SelloutArgs) -> anyhow::Result<ExitCode> {
         Duration::from_secs(120),
     )?;
 
+    let front = match args.via_gateway {
+        true => Some(start_gateway(global, &config, event_id, &work_dir, &mut services)?),
+        false => None,
+    };
     let plan = plan::plan(&chart, bookings, Mix::default(), args.seed.unwrap_or(event_id));
-    let result = drive(&config, &chart, event_id, &plan, &args, &mut services);
+    let result = drive(&config, &chart, event_id, &plan, &args, &mut services, front);
     let cpu = services.cpu_seconds();
     services.stop();
-    let summary = result?;
+    let Driven { summary, front, plan, unexpected_refusals } = result?;
     println!("{summary}");
+    if let Some(front) = &front {
+        println!("{front}");
+    }
     if args.rate.is_some() {
         println!("(latency per hop: bookings sent after the first {} s of warm-up)", args.warmup);
     }
     let cpu: Vec<String> = cpu.iter().map(|(name, secs)| format!("{name} {secs:.2} s")).collect();
     println!("cpu time: {}", cpu.join(", "));
-    let problems = check(&config, &chart, event_id, &plan)?;
+    let problems = check(&config, &chart, event_id, &plan)? + unexpected_refusals;
     eprintln!("service logs: {}", work_dir.display());
     Ok(if summary.is_clean() && problems == 0 { ExitCode::SUCCESS } else { ExitCode::from(super::EXIT_INCOMPLETE) })
 }
@@ -103,8 +111,60 @@ fn check(config: &Config, chart: &SeatingChart, event_id: u64, plan: &[Planned])
     Ok(outcome.problems.len())
 }
 
-/// Publishes the plan and tallies statuses until every booking is settled or
-/// nothing has moved for `--idle-timeout`.
+/// Starts a gateway for the event on a free loopback port with a fresh
+/// token secret, waits until it is ready, and returns a front sending to it.
+fn start_gateway(
+    global: &GlobalArgs,
+    config: &Config,
+    event_id: u64,
+    work_dir: &std::path::Path,
+    services: &mut Services,
+) -> anyhow::Result<HttpFront> {
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.to_string();
+    let secret = format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
+    let mut gateway = config.gateway.clone();
+    gateway.auth = turnstile::config::GatewayAuth::Jwt;
+    gateway.jwt_secret = Some(secret.clone());
+    services.start_gateway(
+        global,
+        event_id,
+        &addr,
+        work_dir,
+        &[("TURNSTILE_GATEWAY__JWT_SECRET", secret), ("TURNSTILE_GATEWAY__AUTH", "jwt".into())],
+    )?;
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let ready = agent.get(&format!("http://{addr}/readyz")).call().is_ok_and(|r| r.status() == 200);
+        if ready {
+            break;
+        }
+        if let Some(exited) = services.exited() {
+            bail!("{exited} exited before it was ready; see its log");
+        }
+        if Instant::now() > deadline {
+            bail!("the gateway on {addr} was not ready within 60 s; see its log");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    eprintln!("sellout: through the gateway at http://{addr}");
+    Ok(HttpFront::start(&addr, event_id, &gateway)?)
+}
+
+/// What a sellout run produced.
+struct Driven {
+    summary: Summary,
+    /// Through a gateway: its requests.
+    front: Option<FrontReport>,
+    /// The plan as sent: through a gateway, under the gateway's booking ids
+    /// and without the creates it refused.
+    plan: Vec<Planned>,
+    /// Creates the gateway refused that the rules allow.
+    unexpected_refusals: usize,
+}
+
+/// Publishes the plan (or sends it through `front`) and tallies statuses
+/// until every booking is settled or nothing has moved for `--idle-timeout`.
 fn drive(
     config: &Config,
     chart: &SeatingChart,
@@ -112,11 +172,16 @@ fn drive(
     plan: &[Planned],
     args: &SelloutArgs,
     services: &mut Services,
-) -> anyhow::Result<Summary> {
+    mut front: Option<HttpFront>,
+) -> anyhow::Result<Driven> {
     let partitions = config.kafka.partitions;
     let bookings = plan.len();
-    let follow: HashMap<&str, (Buyer, u64)> =
-        plan.iter().map(|p| (p.command.booking_id.as_str(), (p.buyer, p.command.buyer_id))).collect();
+    let mut follow: HashMap<String, (Buyer, u64)> = match front {
+        Some(_) => HashMap::new(),
+        None => plan.iter().map(|p| (p.command.booking_id.clone(), (p.buyer, p.command.buyer_id))).collect(),
+    };
+    // Through a gateway: the id it gave each planned booking, or its refusal.
+    let mut answers: Vec<Option<Result<String, String>>> = vec![None; plan.len()];
     let commands_topic = naming::booking_command_topic(event_id).to_string();
     let requests_topic = naming::ticket_command_request_topic(event_id).to_string();
     let statuses_topic = naming::booking_status_changed_topic(event_id).to_string();
@@ -159,7 +224,7 @@ fn drive(
     // Open loop: booking i is due at start + i / rate whether or not the
     // system keeps up, and its latency counts from then.
     let due_at = |i: usize| rate.map(|r| start + Duration::from_secs_f64(i as f64 / r));
-    while !tally.is_done() || next < plan.len() {
+    while !tally.is_done() || next < plan.len() || front.as_ref().is_some_and(|f| f.outstanding() > 0) {
         // Interleave sending with reading so statuses are timed when they arrive.
         let burst_end = match rate {
             Some(r) => ((start.elapsed().as_secs_f64() * r) as usize + 1).min(plan.len()),
@@ -167,10 +232,27 @@ fn drive(
         };
         for (i, planned) in plan.iter().enumerate().take(burst_end).skip(next) {
             let c = &planned.command;
-            tally.sent(&c.booking_id, &c.section, c.subsection, due_at(i).unwrap_or_else(Instant::now));
-            send(&BookingCommand::CreateBooking(c.clone()), &c.booking_id)?;
+            match front.as_mut() {
+                Some(front) => front.create(i, c.clone()),
+                None => {
+                    tally.sent(&c.booking_id, &c.section, c.subsection, due_at(i).unwrap_or_else(Instant::now));
+                    send(&BookingCommand::CreateBooking(c.clone()), &c.booking_id)?;
+                }
+            }
         }
         next = next.max(burst_end);
+        // A create through the gateway counts from when it was due (in a
+        // burst: answered); its statuses come under the gateway's id.
+        for created in front.as_mut().map(HttpFront::take_created).unwrap_or_default() {
+            let planned = &plan[created.index];
+            if let Ok(id) = &created.result {
+                let c = &planned.command;
+                tally.sent(id, &c.section, c.subsection, due_at(created.index).unwrap_or_else(Instant::now));
+                follow.insert(id.clone(), (planned.buyer, c.buyer_id));
+                last_progress = Instant::now();
+            }
+            answers[created.index] = Some(created.result);
+        }
 
         let poll_until = match due_at(next).filter(|_| next < plan.len()) {
             Some(due) => due.min(Instant::now() + Duration::from_millis(5)),
@@ -202,7 +284,13 @@ fn drive(
                     };
                     if let Some(command) = command {
                         tally.follow_up_sent(&msg.booking_id);
-                        send(&command, &msg.booking_id)?;
+                        match (&front, &command) {
+                            (Some(front), BookingCommand::PayBooking(_)) => {
+                                front.follow_up(&msg.booking_id, buyer_id, "pay")
+                            }
+                            (Some(front), _) => front.follow_up(&msg.booking_id, buyer_id, "cancel"),
+                            (None, _) => send(&command, &msg.booking_id)?,
+                        }
                     }
                 }
             }
@@ -227,7 +315,33 @@ fn drive(
         }
     }
     progress.finish();
-    Ok(tally.summary(chart))
+    let summary = tally.summary(chart);
+    let Some(front) = front else {
+        return Ok(Driven { summary, front: None, plan: plan.to_vec(), unexpected_refusals: 0 });
+    };
+    let report = front.finish();
+    let mut sent = Vec::new();
+    let mut unexpected_refusals = 0;
+    for (planned, answer) in plan.iter().zip(answers) {
+        match answer {
+            Some(Ok(id)) => {
+                let mut planned = planned.clone();
+                planned.command.booking_id = id;
+                sent.push(planned);
+            }
+            // The gateway refuses what the rules refuse, before publishing.
+            Some(Err(_)) if planned.breaks_rules(chart) => {}
+            Some(Err(reason)) => {
+                unexpected_refusals += 1;
+                eprintln!("the gateway refused a valid booking: {reason}");
+            }
+            None => {
+                unexpected_refusals += 1;
+                eprintln!("no answer from the gateway for booking {}", planned.command.booking_id);
+            }
+        }
+    }
+    Ok(Driven { summary, front: Some(report), plan: sent, unexpected_refusals })
 }
 
 /// The booking and milestone an inner-hop record shows: a `reserve_seats`

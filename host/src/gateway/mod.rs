@@ -13,6 +13,7 @@ pub mod bookings;
 pub mod error;
 pub mod feed;
 pub mod metrics;
+pub mod page;
 pub mod requests;
 pub mod sse;
 pub mod venue;

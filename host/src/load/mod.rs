@@ -6,6 +6,7 @@
 
 pub mod check;
 pub mod fill;
+pub mod front;
 pub mod passthrough;
 pub mod plan;
 pub mod read;

@@ -37,6 +37,14 @@ pub struct Planned {
 }
 
 impl Planned {
+    /// Whether the create breaks the booking rules or names a seat the
+    /// chart does not have: a gateway refuses it before publishing.
+    pub fn breaks_rules(&self, chart: &SeatingChart) -> bool {
+        let c = &self.command;
+        turnstile_protocol::rules::validate_selection(c.quantity, c.seat_selection_mode, &c.seat_positions).is_err()
+            || c.seat_positions.iter().any(|p| p.row > chart.rows || p.seat > chart.cols)
+    }
+
     /// Whether `status` is where this booking ends.
     pub fn settled_at(&self, status: BookingStatus) -> bool {
         use BookingStatus::*;

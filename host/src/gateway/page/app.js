@@ -1,0 +1,198 @@
+// The live seat map: availability from GET /events/{id}/seats, then kept
+// current by the server-sent events of /events/{id}/events; bookings made
+// with the API and followed on their own status stream.
+"use strict";
+
+const state = { event: null, auth: "jwt", availability: [], selected: null, picked: new Set() };
+const $ = (id) => document.getElementById(id);
+
+function key(a) { return `${a.section}-${a.subsection}`; }
+
+function colour(a) {
+  const total = a.rows * a.seats_per_row;
+  const share = total ? a.available / total : 0;
+  // Green when free, through amber, to red when nearly gone.
+  return `hsl(${Math.round(share * 120)}, 62%, 40%)`;
+}
+
+function renderVenue() {
+  const venue = $("venue");
+  const sections = new Map();
+  for (const a of state.availability) {
+    if (!sections.has(a.section)) sections.set(a.section, []);
+    sections.get(a.section).push(a);
+  }
+  venue.replaceChildren(...[...sections].map(([name, subs]) => {
+    const box = document.createElement("div");
+    box.className = "section";
+    box.dataset.section = name;
+    const title = document.createElement("h3");
+    title.textContent = `Section ${name}`;
+    const tiles = document.createElement("div");
+    tiles.className = "tiles";
+    for (const a of subs) {
+      const tile = document.createElement("div");
+      tile.className = "tile" + (a.available === 0 ? " soldout" : "") + (state.selected === key(a) ? " selected" : "");
+      tile.style.background = colour(a);
+      tile.dataset.section = a.section;
+      tile.dataset.subsection = a.subsection;
+      tile.dataset.available = a.available;
+      tile.dataset.reserved = a.reserved;
+      tile.dataset.sold = a.sold;
+      tile.title = `${a.section}-${a.subsection}: ${a.available} available, ${a.reserved} reserved, ${a.sold} sold, ${a.price} each`;
+      tile.innerHTML = `<span>${a.subsection}</span><b>${a.available}</b>`;
+      tile.addEventListener("click", () => select(key(a)));
+      tiles.append(tile);
+    }
+    box.append(title, tiles);
+    return box;
+  }));
+  const sum = (f) => state.availability.reduce((n, a) => n + a[f], 0);
+  $("totals").textContent = `${sum("available")} available · ${sum("reserved")} reserved · ${sum("sold")} sold`;
+  $("totals").dataset.available = sum("available");
+  const options = $("subsection");
+  if (options.options.length !== state.availability.length) {
+    options.replaceChildren(...state.availability.map((a) => new Option(`${a.section}-${a.subsection} (${a.price})`, key(a))));
+    if (state.selected) options.value = state.selected;
+  }
+}
+
+async function select(k) {
+  state.selected = k;
+  state.picked.clear();
+  $("subsection").value = k;
+  renderVenue();
+  await renderGrid();
+}
+
+async function renderGrid() {
+  if (!state.selected) return;
+  const [section, subsection] = splitKey(state.selected);
+  const response = await fetch(`/events/${state.event}/sections/${encodeURIComponent(section)}/subsections/${subsection}/seats`);
+  if (!response.ok) return;
+  const map = await response.json();
+  const grid = $("grid");
+  grid.style.gridTemplateColumns = `repeat(${map.seats_per_row}, .8rem)`;
+  const seats = [];
+  map.seats.forEach((row, r) => row.forEach((s, c) => {
+    const pos = `${r + 1}-${c + 1}`;
+    const seat = document.createElement("button");
+    seat.type = "button";
+    seat.className = `seat ${s}` + (state.picked.has(pos) ? " picked" : "");
+    seat.title = `row ${r + 1}, seat ${c + 1}: ${s}`;
+    seat.disabled = s !== "available";
+    seat.addEventListener("click", () => {
+      if (state.picked.has(pos)) state.picked.delete(pos); else if (state.picked.size < 4) state.picked.add(pos);
+      document.querySelector("input[name=mode][value=manual]").checked = state.picked.size > 0;
+      if (state.picked.size) $("quantity").value = String(state.picked.size);
+      seat.classList.toggle("picked", state.picked.has(pos));
+    });
+    seats.push(seat);
+  }));
+  grid.replaceChildren(...seats);
+}
+
+function splitKey(k) {
+  const at = k.lastIndexOf("-");
+  return [k.slice(0, at), Number(k.slice(at + 1))];
+}
+
+function headers() {
+  const who = $("who").value.trim();
+  if (state.auth === "none") return who ? { "X-Buyer-Id": who } : {};
+  return who ? { Authorization: `Bearer ${who}` } : {};
+}
+
+function show(html) { $("booking").innerHTML = html; }
+function escape(s) { return String(s).replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" })[c]); }
+
+async function book(e) {
+  e.preventDefault();
+  if (!state.selected) { show(`<span class="error">pick a subsection first</span>`); return; }
+  const [section, subsection] = splitKey(state.selected);
+  const mode = document.querySelector("input[name=mode]:checked").value;
+  const body = { section, subsection, quantity: Number($("quantity").value), seat_selection_mode: mode };
+  if (mode === "manual") body.seat_positions = [...state.picked];
+  const response = await fetch(`/events/${state.event}/bookings`, {
+    method: "POST",
+    headers: { "Content-Type": "application/json", "Idempotency-Key": crypto.randomUUID(), ...headers() },
+    body: JSON.stringify(body),
+  });
+  const answer = await response.json().catch(() => ({}));
+  if (response.status !== 202) {
+    show(`<span class="error">${response.status}: ${escape(answer.message || "refused")}${answer.field ? ` (${escape(answer.field)})` : ""}</span>`);
+    return;
+  }
+  state.picked.clear();
+  follow(answer.booking_id);
+}
+
+// EventSource cannot send a bearer token, so the booking's stream is read with fetch.
+async function follow(id) {
+  show(`booking <code>${escape(id)}</code>: <span class="status">processing</span>`);
+  const response = await fetch(`/bookings/${id}/events`, { headers: headers() });
+  if (!response.ok || !response.body) return;
+  const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buffer = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    buffer += value;
+    let end;
+    while ((end = buffer.indexOf("\n\n")) >= 0) {
+      const block = buffer.slice(0, end);
+      buffer = buffer.slice(end + 2);
+      const data = block.split("\n").find((l) => l.startsWith("data: "));
+      if (data) renderBooking(JSON.parse(data.slice(6)));
+    }
+  }
+}
+
+function renderBooking(b) {
+  const seats = b.seats ? ` seats ${b.seats.join(", ")}` : "";
+  const price = b.total_price != null ? `, ${b.total_price}` : "";
+  const reason = b.reason ? ` — ${escape(b.reason)}` : "";
+  const actions = b.status === "pending_payment"
+    ? ` <button data-act="pay">Pay</button> <button data-act="cancel">Cancel</button>` : "";
+  show(`booking <code>${escape(b.booking_id)}</code>: <span class="status" data-status="${b.status}">${b.status.replace("_", " ")}</span>${seats}${price}${reason}${actions}`);
+  for (const button of $("booking").querySelectorAll("button[data-act]")) {
+    button.addEventListener("click", async () => {
+      button.disabled = true;
+      await fetch(`/bookings/${b.booking_id}/${button.dataset.act}`, { method: "POST", headers: headers() });
+    });
+  }
+}
+
+function live() {
+  const source = new EventSource(`/events/${state.event}/events`);
+  source.addEventListener("open", () => { $("live").className = "live on"; });
+  source.addEventListener("error", () => { $("live").className = "live off"; });
+  source.addEventListener("availability", (e) => {
+    state.availability = JSON.parse(e.data);
+    renderVenue();
+    if (state.selected) renderGrid();
+  });
+}
+
+async function start() {
+  const about = await (await fetch("/about")).json();
+  state.event = about.event_id;
+  state.auth = about.auth;
+  $("event").textContent = `— event ${about.event_id}`;
+  if (about.auth === "none") {
+    $("who-label").firstChild.textContent = "Buyer id ";
+    $("who").placeholder = "1";
+  } else {
+    $("who").placeholder = "turnstile gateway token --buyer N";
+    $("who").value = localStorage.getItem("turnstile-token") || "";
+    $("who").addEventListener("change", () => localStorage.setItem("turnstile-token", $("who").value.trim()));
+  }
+  state.availability = await (await fetch(`/events/${state.event}/seats`)).json();
+  renderVenue();
+  document.body.dataset.ready = "true";
+  $("subsection").addEventListener("change", () => select($("subsection").value));
+  $("form").addEventListener("submit", book);
+  live();
+}
+
+start();
