@@ -62,19 +62,33 @@ impl PublishStats {
 /// Highest delivered offset per partition.
 type DeliveredOffsets = Arc<Mutex<HashMap<i32, i64>>>;
 
+/// A record's delivery outcome, for the one caller waiting for it.
+pub type Acknowledgement = tokio::sync::oneshot::Receiver<Result<(), String>>;
+
+/// Who waits for which record's delivery report, by the record's opaque
+/// (0: nobody, the fire-and-forget case, which then costs no allocation).
+type Waiters = Arc<Mutex<HashMap<usize, tokio::sync::oneshot::Sender<Result<(), String>>>>>;
+
 /// librdkafka context that counts and logs delivery reports, and keeps the
 /// highest delivered offset per partition of one tracked topic.
 pub struct DeliveryCounter {
     stats: Arc<PublishStats>,
     tracked: Option<(String, DeliveredOffsets)>,
+    waiters: Waiters,
 }
 
 impl ClientContext for DeliveryCounter {}
 
 impl ProducerContext for DeliveryCounter {
-    type DeliveryOpaque = ();
+    type DeliveryOpaque = usize;
 
-    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+    fn delivery(&self, result: &DeliveryResult<'_>, waiter: usize) {
+        if waiter != 0
+            && let Some(ack) = self.waiters.lock().unwrap_or_else(|p| p.into_inner()).remove(&waiter)
+        {
+            // The waiter may have given up (a timeout); that is fine.
+            let _ = ack.send(result.as_ref().map(|_| ()).map_err(|(err, _)| err.to_string()));
+        }
         match result {
             Ok(msg) => {
                 self.stats.delivered.fetch_add(1, Ordering::Relaxed);
@@ -134,6 +148,8 @@ pub struct Publisher {
     producer: ThreadedProducer<DeliveryCounter>,
     stats: Arc<PublishStats>,
     delivered: DeliveredOffsets,
+    waiters: Waiters,
+    next_waiter: std::sync::atomic::AtomicUsize,
 }
 
 impl Publisher {
@@ -152,10 +168,14 @@ impl Publisher {
     pub fn tracking(properties: ClientConfig, topic: Option<&str>) -> Result<Self, PublishError> {
         let stats = Arc::new(PublishStats::default());
         let delivered = Arc::new(Mutex::new(HashMap::new()));
-        let context =
-            DeliveryCounter { stats: stats.clone(), tracked: topic.map(|t| (t.to_owned(), delivered.clone())) };
+        let waiters = Waiters::default();
+        let context = DeliveryCounter {
+            stats: stats.clone(),
+            tracked: topic.map(|t| (t.to_owned(), delivered.clone())),
+            waiters: waiters.clone(),
+        };
         let producer = properties.create_with_context(context).map_err(PublishError::Create)?;
-        Ok(Publisher { producer, stats, delivered })
+        Ok(Publisher { producer, stats, delivered, waiters, next_waiter: std::sync::atomic::AtomicUsize::new(1) })
     }
 
     /// The highest delivered offset per partition of the tracked topic since
@@ -196,7 +216,31 @@ impl Publisher {
     /// [`PublishError::QueueFull`] at once instead of a wait: for callers
     /// that answer back-pressure themselves (the gateway's 503).
     pub fn try_send(&self, record: Record<'_>) -> Result<(), PublishError> {
-        match self.producer.send(Self::base(&record)) {
+        self.try_enqueue(&record, 0)
+    }
+
+    /// Like [`try_send`](Self::try_send), and asks librdkafka to send the
+    /// record's batch now: a critical record in a batched stream, whose
+    /// caller awaits its own acknowledgement (not everyone's, as a flush
+    /// would). It stays in order with the other records of its partition.
+    pub fn try_send_acknowledged(&self, record: Record<'_>) -> Result<Acknowledgement, PublishError> {
+        let id = match self.next_waiter.fetch_add(1, Ordering::Relaxed) {
+            0 => self.next_waiter.fetch_add(1, Ordering::Relaxed),
+            id => id,
+        };
+        let (ack, acknowledgement) = tokio::sync::oneshot::channel();
+        self.waiters.lock().unwrap_or_else(|p| p.into_inner()).insert(id, ack);
+        if let Err(err) = self.try_enqueue(&record, id) {
+            self.waiters.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+            return Err(err);
+        }
+        // A zero-timeout flush wakes the broker threads past `linger.ms`.
+        let _ = self.producer.flush(Duration::ZERO);
+        Ok(acknowledgement)
+    }
+
+    fn try_enqueue(&self, record: &Record<'_>, waiter: usize) -> Result<(), PublishError> {
+        match self.producer.send(Self::base(record, waiter)) {
             Ok(()) => Ok(()),
             Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
                 Err(PublishError::QueueFull { topic: record.topic.to_owned(), partition: record.partition })
@@ -209,11 +253,12 @@ impl Publisher {
 
     /// Queues one record with headers; see [`publish`](Self::publish).
     pub fn send(&self, record: Record<'_>) -> Result<(), PublishError> {
-        self.enqueue(Self::base(&record))
+        self.enqueue(Self::base(&record, 0))
     }
 
-    fn base<'a>(record: &Record<'a>) -> BaseRecord<'a, [u8], [u8]> {
-        let mut base = BaseRecord::to(record.topic).partition(record.partition).payload(record.payload);
+    fn base<'a>(record: &Record<'a>, waiter: usize) -> BaseRecord<'a, [u8], [u8], usize> {
+        let mut base =
+            BaseRecord::with_opaque_to(record.topic, waiter).partition(record.partition).payload(record.payload);
         // An empty key is no key: a keyless record stays keyless downstream.
         if !record.key.is_empty() {
             base = base.key(record.key);
@@ -231,7 +276,8 @@ impl Publisher {
     /// Queues a record with a binary key and an optional value (`None` is a
     /// tombstone): for changelogs.
     pub fn send_raw(&self, topic: &str, partition: i32, key: &[u8], value: Option<&[u8]>) -> Result<(), PublishError> {
-        let mut base: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(topic).partition(partition).key(key);
+        let mut base: BaseRecord<'_, [u8], [u8], usize> =
+            BaseRecord::with_opaque_to(topic, 0).partition(partition).key(key);
         if let Some(value) = value {
             base = base.payload(value);
         }
@@ -240,7 +286,7 @@ impl Publisher {
 
     /// Hands a record to librdkafka, waiting while its queue is full: the poll
     /// thread drains it as the broker acknowledges.
-    fn enqueue<K, P>(&self, mut base: BaseRecord<'_, K, P>) -> Result<(), PublishError>
+    fn enqueue<K, P>(&self, mut base: BaseRecord<'_, K, P, usize>) -> Result<(), PublishError>
     where
         K: rdkafka::message::ToBytes + ?Sized,
         P: rdkafka::message::ToBytes + ?Sized,

@@ -284,8 +284,17 @@ fn a_full_publish_queue_is_503_with_retry_after_and_loses_nothing() {
     assert_eq!(refused.header("retry-after"), Some("1"));
     let metrics = http_get(&gateway.addr, "/metrics").unwrap().1;
     assert!(metric(&metrics, "turnstile_gateway_publish_queue_full_total", &[]).unwrap_or(0.0) >= 1.0, "{metrics}");
-    // Stopping flushes what was accepted.
+    // Stopping flushes what was accepted, even with a stream open (it never ends by itself).
+    let addr = gateway.addr.clone();
+    let stream = std::thread::spawn(move || {
+        let path = format!("/events/{id}/events");
+        let _ = http(&addr, "GET", &path, &[], b"", Duration::from_secs(120));
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let stopping = std::time::Instant::now();
     gateway.stop();
+    assert!(stopping.elapsed() < Duration::from_secs(15), "SIGTERM took {:?} with a stream open", stopping.elapsed());
+    stream.join().expect("the stream reader");
     let accepted = statuses.iter().filter(|s| **s == 202).count();
     assert_eq!(creates(id).len(), accepted, "every accepted booking is published, no refused one");
     cleanup(id);

@@ -14,6 +14,24 @@ use turnstile::naming;
 
 use crate::cli::{GatewayArgs, GatewayCommand, GlobalArgs};
 
+/// How long requests in progress get after SIGTERM before the gateway stops.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
+async fn wait_for_signal() {
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(err) => {
+            tracing::error!(error = %err, "cannot watch SIGTERM; stop with SIGINT");
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
 pub fn run(global: &GlobalArgs, args: GatewayArgs) -> anyhow::Result<ExitCode> {
     let mut overrides = Overrides::default();
     overrides.set("service.event_id", args.event).set("gateway.listen", args.listen.clone());
@@ -59,23 +77,26 @@ pub fn run(global: &GlobalArgs, args: GatewayArgs) -> anyhow::Result<ExitCode> {
     tracing::info!(event = event_id, listen = %config.gateway.listen, partitions, "gateway starting");
 
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    let served = runtime.block_on(http::serve(listener, router, async {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(term) => term,
-            Err(err) => {
-                tracing::error!(error = %err, "cannot watch SIGTERM; stop with SIGINT");
-                let _ = tokio::signal::ctrl_c().await;
-                return;
-            }
-        };
+    let (signalled, mut on_signal) = tokio::sync::watch::channel(false);
+    let mut drained = on_signal.clone();
+    let served = runtime.block_on(async move {
+        let server = http::serve(listener, router, async move {
+            let _ = drained.wait_for(|s| *s).await;
+        });
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
+            served = server => served,
+            () = async {
+                wait_for_signal().await;
+                tracing::info!("signal received; stopping the gateway");
+                let _ = signalled.send(true);
+                // Open server-sent event streams never finish by themselves:
+                // give requests in progress a moment, then stop anyway.
+                let _ = on_signal.wait_for(|s| *s).await;
+                tokio::time::sleep(SHUTDOWN_GRACE).await;
+            } => Ok(()),
         }
-        tracing::info!("signal received; stopping the gateway");
-    }));
+    });
     stop.store(true, Ordering::Relaxed);
-    // Open server-sent event streams would keep graceful shutdown waiting.
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     served?;
     // Dropping the gateway flushes what was published.

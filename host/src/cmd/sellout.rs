@@ -241,17 +241,8 @@ fn drive(
             }
         }
         next = next.max(burst_end);
-        // A create through the gateway counts from when it was due (in a
-        // burst: answered); its statuses come under the gateway's id.
-        for created in front.as_mut().map(HttpFront::take_created).unwrap_or_default() {
-            let planned = &plan[created.index];
-            if let Ok(id) = &created.result {
-                let c = &planned.command;
-                tally.sent(id, &c.section, c.subsection, due_at(created.index).unwrap_or_else(Instant::now));
-                follow.insert(id.clone(), (planned.buyer, c.buyer_id));
-                last_progress = Instant::now();
-            }
-            answers[created.index] = Some(created.result);
+        if book_answers(&mut front, plan, &mut tally, &mut follow, &mut answers, &due_at) {
+            last_progress = Instant::now();
         }
 
         let poll_until = match due_at(next).filter(|_| next < plan.len()) {
@@ -260,12 +251,17 @@ fn drive(
         };
         while let Some(result) = statuses.poll(poll_until.saturating_duration_since(Instant::now())) {
             let record = result?;
+            // Answers first, so that no status is read before its booking's id is known.
+            book_answers(&mut front, plan, &mut tally, &mut follow, &mut answers, &due_at);
             let now = Instant::now();
             if record.topic() != statuses_topic {
                 if let Some((booking_id, milestone)) =
                     record.payload().and_then(|p| hop(p, record.topic() == requests_topic))
                 {
                     tally.reached(&booking_id, milestone, now);
+                }
+                if now >= poll_until {
+                    break;
                 }
                 continue;
             }
@@ -342,6 +338,34 @@ fn drive(
         }
     }
     Ok(Driven { summary, front: Some(report), plan: sent, unexpected_refusals })
+}
+
+/// Books the creates the gateway has answered: each counts from when it
+/// was due (in a burst: when answered), and its statuses come under the
+/// gateway's id. Whether any was answered.
+fn book_answers(
+    front: &mut Option<HttpFront>,
+    plan: &[Planned],
+    tally: &mut Tally,
+    follow: &mut HashMap<String, (Buyer, u64)>,
+    answers: &mut [Option<Result<String, String>>],
+    due_at: &dyn Fn(usize) -> Option<Instant>,
+) -> bool {
+    let Some(front) = front.as_mut() else { return false };
+    let answered = front.take_created();
+    for created in &answered {
+        let planned = &plan[created.index];
+        if let Ok(id) = &created.result {
+            let c = &planned.command;
+            tally.sent(id, &c.section, c.subsection, due_at(created.index).unwrap_or_else(Instant::now));
+            follow.insert(id.clone(), (planned.buyer, c.buyer_id));
+        }
+    }
+    let any = !answered.is_empty();
+    for created in answered {
+        answers[created.index] = Some(created.result);
+    }
+    any
 }
 
 /// The booking and milestone an inner-hop record shows: a `reserve_seats`

@@ -64,6 +64,17 @@ impl Gateway {
         self.auth.buyer(headers).map_err(|e| ApiError::unauthorized(e.to_string()))
     }
 
+    /// 503 until the views have read the event's topics to their end: a
+    /// restarted gateway must not answer 404 for bookings it has not read
+    /// back yet, nor forget an idempotency key.
+    pub(super) fn check_ready(&self) -> Result<(), ApiError> {
+        if self.views.is_ready() {
+            Ok(())
+        } else {
+            Err(ApiError::unavailable("catching up with the event's topics after a start; retry shortly", 1))
+        }
+    }
+
     fn check_event(&self, event: u64) -> Result<(), ApiError> {
         if event == self.event_id {
             Ok(())
@@ -111,6 +122,7 @@ async fn create(
 ) -> Result<Response, ApiError> {
     let buyer = g.buyer(&headers)?;
     g.check_event(event)?;
+    g.check_ready()?;
     let request = BookingRequest::parse(&body)?;
     {
         let state = g.views.lock();
@@ -135,9 +147,14 @@ async fn create(
     let booking_id = uuid::Uuid::now_v7().to_string();
     let digest = Sha256::digest(&body);
     if let Some(key) = &key {
-        match g.views.lock().bookings.claim(buyer, key, &digest, &booking_id) {
+        // The claim's lock ends with this statement: a replay reads the view again.
+        let claim = g.views.lock().bookings.claim(buyer, key, &digest, &booking_id);
+        match claim {
             Claim::New => {}
-            Claim::Replay(earlier) => return Ok(accepted(&earlier, "processing")),
+            Claim::Replay(earlier) => {
+                let status = g.views.lock().bookings.get(&earlier, buyer).map(|b| b.status.as_str());
+                return Ok(accepted(&earlier, status.unwrap_or("processing")));
+            }
             Claim::Conflict => {
                 return Err(ApiError::new(
                     StatusCode::UNPROCESSABLE_ENTITY,
@@ -173,29 +190,30 @@ async fn create(
 
 async fn pay(State(g): Shared, Path(booking_id): Path<String>, headers: HeaderMap) -> Result<Response, ApiError> {
     let buyer = g.buyer(&headers)?;
+    g.check_ready()?;
     let booking = g.owned(&booking_id, buyer)?;
     let command = BookingCommand::PayBooking(PayBooking { booking_id: booking_id.clone(), buyer_id: buyer });
     let payload = serde_json::to_vec(&command)
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
-    // Critical: through its own unlingering producer, acknowledged by the
-    // broker before the answer, off the runtime's threads.
-    let timeout = Duration::from_millis(g.config.gateway.critical_timeout_ms);
+    // Critical: through the same producer as the booking's other commands
+    // (so it stays in their order), sent at once, and answered only when
+    // the broker has acknowledged this record.
     let (partition, key) = routing::by_booking(g.event_id, &booking_id, g.partitions);
     let topic = naming::booking_command_topic(g.event_id).to_string();
-    let sender = g.clone();
-    let sent = tokio::task::spawn_blocking(move || {
-        sender.critical.publish_critical(&topic, partition, &key, &payload, timeout)
-    })
-    .await;
-    match sent {
-        Ok(Ok(())) => {}
-        Ok(Err(err)) => {
-            return Err(ApiError::unavailable(
-                format!("the pay was not acknowledged ({err}); it may still arrive, and paying again is safe"),
-                1,
-            ));
-        }
-        Err(err) => return Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", err.to_string())),
+    let record = Record { topic: &topic, partition, key: key.as_bytes(), payload: &payload, headers: &[] };
+    let acknowledged = g.publisher.try_send_acknowledged(record).map_err(|err| g.refused(err))?;
+    let timeout = Duration::from_millis(g.config.gateway.critical_timeout_ms);
+    let unacknowledged = |why: String| {
+        ApiError::unavailable(
+            format!("the pay was not acknowledged ({why}); it may still arrive, and paying again is safe"),
+            1,
+        )
+    };
+    match tokio::time::timeout(timeout, acknowledged).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(err))) => return Err(unacknowledged(err)),
+        Ok(Err(_)) => return Err(unacknowledged("the producer went away".into())),
+        Err(_) => return Err(unacknowledged(format!("no answer within {timeout:?}"))),
     }
     g.metrics.published.get_or_create(&ActionLabel { action: "pay" }).inc();
     Ok(accepted(&booking_id, booking.status.as_str()))
@@ -203,6 +221,7 @@ async fn pay(State(g): Shared, Path(booking_id): Path<String>, headers: HeaderMa
 
 async fn cancel(State(g): Shared, Path(booking_id): Path<String>, headers: HeaderMap) -> Result<Response, ApiError> {
     let buyer = g.buyer(&headers)?;
+    g.check_ready()?;
     let booking = g.owned(&booking_id, buyer)?;
     let command = BookingCommand::CancelBooking(CancelBooking { booking_id: booking_id.clone(), buyer_id: buyer });
     g.publish(&command, &booking_id, &[])?;
@@ -216,11 +235,13 @@ async fn booking(
     headers: HeaderMap,
 ) -> Result<Json<Booking>, ApiError> {
     let buyer = g.buyer(&headers)?;
+    g.check_ready()?;
     Ok(Json(g.owned(&booking_id, buyer)?))
 }
 
 async fn my_bookings(State(g): Shared, headers: HeaderMap) -> Result<Json<Vec<Booking>>, ApiError> {
     let buyer = g.buyer(&headers)?;
+    g.check_ready()?;
     Ok(Json(g.views.lock().bookings.of_buyer(buyer)))
 }
 

@@ -32,11 +32,9 @@ pub struct Gateway {
     /// Partition count of the event's topics.
     pub partitions: i32,
     pub config: Config,
-    /// The batched, fire-and-forget publisher: creates and cancels.
+    /// The batched publisher: creates and cancels fire-and-forget, pays
+    /// acknowledged one by one.
     pub publisher: Publisher,
-    /// Pays: a producer of their own that does not linger, so waiting for
-    /// a pay's acknowledgement waits for no one else's batch.
-    pub critical: Publisher,
     pub auth: Authenticator,
     pub views: Arc<Views>,
     pub metrics: metrics::GatewayMetrics,
@@ -63,11 +61,6 @@ impl Gateway {
     ) -> Result<Arc<Self>, GatewayError> {
         let auth = Authenticator::from_config(&config.gateway)?;
         let publisher = Publisher::new(config)?;
-        let critical = Publisher::from_properties({
-            let mut properties = crate::publisher::producer_properties(config);
-            properties.set("linger.ms", "0");
-            properties
-        })?;
         let views = Arc::new(Views::default());
         feed::spawn(&config.kafka.bootstrap, event_id, partitions, views.clone(), stop)?;
         Ok(Arc::new(Gateway {
@@ -75,7 +68,6 @@ impl Gateway {
             partitions,
             config: config.clone(),
             publisher,
-            critical,
             auth,
             views,
             metrics: metrics::GatewayMetrics::default(),

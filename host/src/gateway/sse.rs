@@ -67,6 +67,7 @@ pub async fn booking(
     headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let buyer = gateway.buyer(&headers)?;
+    gateway.check_ready()?;
     // Subscribed before the first read, so no change falls between them.
     let receiver = gateway.views.statuses();
     gateway.owned(&booking_id, buyer)?;

@@ -3,7 +3,7 @@
 // with the API and followed on their own status stream.
 "use strict";
 
-const state = { event: null, auth: "jwt", availability: [], selected: null, picked: new Set() };
+const state = { event: null, auth: "jwt", availability: [], selected: null, picked: new Set(), following: null };
 const $ = (id) => document.getElementById(id);
 
 function key(a) { return `${a.section}-${a.subsection}`; }
@@ -83,7 +83,8 @@ async function renderGrid() {
     seat.disabled = s !== "available";
     seat.addEventListener("click", () => {
       if (state.picked.has(pos)) state.picked.delete(pos); else if (state.picked.size < 4) state.picked.add(pos);
-      document.querySelector("input[name=mode][value=manual]").checked = state.picked.size > 0;
+      const mode = state.picked.size > 0 ? "manual" : "best_available";
+      document.querySelector(`input[name=mode][value=${mode}]`).checked = true;
       if (state.picked.size) $("quantity").value = String(state.picked.size);
       seat.classList.toggle("picked", state.picked.has(pos));
     });
@@ -129,8 +130,13 @@ async function book(e) {
 
 // EventSource cannot send a bearer token, so the booking's stream is read with fetch.
 async function follow(id) {
+  // Only the latest booking is shown: stop following the one before.
+  if (state.following) state.following.abort();
+  const following = new AbortController();
+  state.following = following;
   show(`booking <code>${escape(id)}</code>: <span class="status">processing</span>`);
-  const response = await fetch(`/bookings/${id}/events`, { headers: headers() });
+  const response = await fetch(`/bookings/${id}/events`, { headers: headers(), signal: following.signal }).catch(() => null);
+  if (!response) return;
   if (!response.ok || !response.body) return;
   const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
   let buffer = "";
@@ -158,7 +164,12 @@ function renderBooking(b) {
   for (const button of $("booking").querySelectorAll("button[data-act]")) {
     button.addEventListener("click", async () => {
       button.disabled = true;
-      await fetch(`/bookings/${b.booking_id}/${button.dataset.act}`, { method: "POST", headers: headers() });
+      const response = await fetch(`/bookings/${b.booking_id}/${button.dataset.act}`, { method: "POST", headers: headers() });
+      if (!response.ok) {
+        const answer = await response.json().catch(() => ({}));
+        $("booking").insertAdjacentHTML("beforeend", `<div class="error">${response.status}: ${escape(answer.message || "refused")}</div>`);
+        button.disabled = false;
+      }
     });
   }
 }
