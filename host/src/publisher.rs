@@ -190,28 +190,6 @@ impl Publisher {
         self.send(Record { topic, partition, key: key.as_bytes(), payload, headers: &[] })
     }
 
-    /// Like [`publish`](Self::publish), then waits until everything queued
-    /// is delivered: for critical messages that must not wait for the next
-    /// batch. Fails if any delivery failed meanwhile (perhaps another
-    /// message's: the caller retries, never loses one).
-    pub fn publish_critical(
-        &self,
-        topic: &str,
-        partition: i32,
-        key: &str,
-        payload: &[u8],
-        timeout: Duration,
-    ) -> Result<(), PublishError> {
-        let failed_before = self.stats.failed();
-        self.publish(topic, partition, key, payload)?;
-        self.wait_delivered(timeout);
-        self.producer.flush(timeout).map_err(|e| PublishError::Flush(timeout, e))?;
-        match self.stats.failed() - failed_before {
-            0 => Ok(()),
-            failed => Err(PublishError::Undelivered { failed }),
-        }
-    }
-
     /// Like [`send`](Self::send), but a full queue is
     /// [`PublishError::QueueFull`] at once instead of a wait: for callers
     /// that answer back-pressure themselves (the gateway's 503).

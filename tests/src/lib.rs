@@ -514,19 +514,9 @@ impl Service {
     /// its exit status. Panics, with the log, if it does not stop.
     pub fn sigterm(&mut self) -> ExitStatus {
         self.signal("TERM");
-        let mut child = self.child.take().unwrap_or_else(|| panic!("{self} is not running"));
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Some(status) = child.try_wait().expect("wait for the service") {
-                return status;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("{self} did not stop within 60 s of SIGTERM\n{}", self.log_tail(30));
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let child = self.child.take().unwrap_or_else(|| panic!("{self} is not running"));
+        wait_or_kill(child, Duration::from_secs(60))
+            .unwrap_or_else(|| panic!("{self} did not stop within 60 s of SIGTERM\n{}", self.log_tail(30)))
     }
 
     /// Stops the service with SIGTERM and panics unless it exits with 0.
@@ -1215,6 +1205,47 @@ impl HttpResponse {
     }
 }
 
+/// Connects to `addr` and writes one HTTP/1.1 request; reads on the
+/// returned stream time out after `read_timeout`.
+fn send_request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    read_timeout: Duration,
+) -> Result<std::net::TcpStream, String> {
+    use std::io::Write;
+    let mut stream = std::net::TcpStream::connect(addr).map_err(|e| format!("connect {addr}: {e}"))?;
+    stream.set_read_timeout(Some(read_timeout)).map_err(|e| e.to_string())?;
+    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\n");
+    for (k, v) in headers {
+        request.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if !body.is_empty() || method == "POST" {
+        request.push_str(&format!("Content-Type: application/json\r\nContent-Length: {}\r\n", body.len()));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).and_then(|()| stream.write_all(body)).map_err(|e| e.to_string())?;
+    Ok(stream)
+}
+
+/// Waits up to `timeout` for `child` to exit; past it, kills it and returns `None`.
+fn wait_or_kill(mut child: Child, timeout: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// One HTTP/1.1 request over a real socket, read until the server closes
 /// the connection (or `timeout`): the status, headers and body, or why it
 /// failed (nothing listening, a malformed response).
@@ -1226,18 +1257,8 @@ pub fn http(
     body: &[u8],
     timeout: Duration,
 ) -> Result<HttpResponse, String> {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(addr).map_err(|e| format!("connect {addr}: {e}"))?;
-    stream.set_read_timeout(Some(timeout)).map_err(|e| e.to_string())?;
-    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
-    for (k, v) in headers {
-        request.push_str(&format!("{k}: {v}\r\n"));
-    }
-    if !body.is_empty() || method == "POST" {
-        request.push_str(&format!("Content-Type: application/json\r\nContent-Length: {}\r\n", body.len()));
-    }
-    request.push_str("\r\n");
-    stream.write_all(request.as_bytes()).and_then(|()| stream.write_all(body)).map_err(|e| e.to_string())?;
+    use std::io::Read;
+    let mut stream = send_request(addr, method, path, &[&[("Connection", "close")], headers].concat(), body, timeout)?;
     let mut response = Vec::new();
     stream.read_to_end(&mut response).map_err(|e| format!("read from {addr}: {e}"))?;
     let response = String::from_utf8_lossy(&response);
@@ -1266,15 +1287,10 @@ pub fn sse_until(
     needle: &str,
     timeout: Duration,
 ) -> Result<String, String> {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(addr).map_err(|e| format!("connect {addr}: {e}"))?;
-    stream.set_read_timeout(Some(Duration::from_millis(200))).map_err(|e| e.to_string())?;
-    let mut request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n");
-    for (k, v) in headers {
-        request.push_str(&format!("{k}: {v}\r\n"));
-    }
-    request.push_str("\r\n");
-    stream.write_all(request.as_bytes()).map_err(|e| e.to_string())?;
+    use std::io::Read;
+    let accept = [("Accept", "text/event-stream")];
+    let mut stream =
+        send_request(addr, "GET", path, &[&accept[..], headers].concat(), b"", Duration::from_millis(200))?;
     let deadline = Instant::now() + timeout;
     let mut seen = Vec::new();
     let mut buf = [0u8; 4096];
@@ -1368,20 +1384,10 @@ impl GatewayProcess {
 
     /// SIGTERM, then waits; panics with the log unless it exits 0.
     pub fn stop(&mut self) {
-        let Some(mut child) = self.child.take() else { return };
+        let Some(child) = self.child.take() else { return };
         let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let status = loop {
-            if let Some(status) = child.try_wait().expect("wait for the gateway") {
-                break status;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("the gateway did not stop within 30 s of SIGTERM\n{}", self.log_tail(30));
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        };
+        let status = wait_or_kill(child, Duration::from_secs(30))
+            .unwrap_or_else(|| panic!("the gateway did not stop within 30 s of SIGTERM\n{}", self.log_tail(30)));
         assert!(status.success(), "the gateway exited with {status}\n{}", self.log_tail(30));
     }
 

@@ -77,8 +77,7 @@ pub fn run(global: &GlobalArgs, args: GatewayArgs) -> anyhow::Result<ExitCode> {
     tracing::info!(event = event_id, listen = %config.gateway.listen, partitions, "gateway starting");
 
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    let (signalled, mut on_signal) = tokio::sync::watch::channel(false);
-    let mut drained = on_signal.clone();
+    let (signalled, mut drained) = tokio::sync::watch::channel(false);
     let served = runtime.block_on(async move {
         let server = http::serve(listener, router, async move {
             let _ = drained.wait_for(|s| *s).await;
@@ -91,7 +90,6 @@ pub fn run(global: &GlobalArgs, args: GatewayArgs) -> anyhow::Result<ExitCode> {
                 let _ = signalled.send(true);
                 // Open server-sent event streams never finish by themselves:
                 // give requests in progress a moment, then stop anyway.
-                let _ = on_signal.wait_for(|s| *s).await;
                 tokio::time::sleep(SHUTDOWN_GRACE).await;
             } => Ok(()),
         }

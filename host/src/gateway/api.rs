@@ -75,7 +75,7 @@ impl Gateway {
         }
     }
 
-    fn check_event(&self, event: u64) -> Result<(), ApiError> {
+    pub(super) fn check_event(&self, event: u64) -> Result<(), ApiError> {
         if event == self.event_id {
             Ok(())
         } else {

@@ -87,9 +87,7 @@ pub async fn availability(
     State(gateway): State<Arc<Gateway>>,
     Path(event): Path<u64>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
-    if event != gateway.event_id {
-        return Err(ApiError::not_found(format!("this gateway serves event {}, not {event}", gateway.event_id)));
-    }
+    gateway.check_event(event)?;
     let changes = gateway.views.venue_changes();
     let interval = Duration::from_millis(gateway.config.gateway.seat_events_interval_ms);
     let events = stream::unfold((gateway, changes, true), move |(gateway, mut changes, first)| async move {

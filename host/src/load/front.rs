@@ -40,6 +40,7 @@ pub struct FrontReport {
     pub requests: u64,
     pub retried_503: u64,
     pub refused: u64,
+    /// Every request's latency, sorted once the front has finished.
     pub latencies: Vec<Duration>,
     pub elapsed: Duration,
 }
@@ -52,10 +53,7 @@ impl FrontReport {
 
     /// The `q` quantile of request latency (`q` in 0..=1).
     pub fn quantile(&self, q: f64) -> Option<Duration> {
-        let mut sorted = self.latencies.clone();
-        sorted.sort_unstable();
-        let last = sorted.len().checked_sub(1)?;
-        sorted.get(((last as f64) * q).round() as usize).copied()
+        super::tally::percentile(&self.latencies, q)
     }
 }
 
@@ -168,8 +166,9 @@ impl HttpFront {
         for worker in self.workers.drain(..) {
             let _ = worker.join();
         }
-        let mut report = self.report.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let mut report = std::mem::take(&mut *self.report.lock().unwrap_or_else(|p| p.into_inner()));
         report.elapsed = self.started.elapsed();
+        report.latencies.sort_unstable();
         report
     }
 }

@@ -279,7 +279,7 @@ impl Tally {
 }
 
 /// The `q` quantile of sorted `values` (nearest rank).
-fn percentile(values: &[Duration], q: f64) -> Option<Duration> {
+pub(crate) fn percentile(values: &[Duration], q: f64) -> Option<Duration> {
     if values.is_empty() {
         return None;
     }

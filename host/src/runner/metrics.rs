@@ -152,9 +152,7 @@ impl Default for Metrics {
             state_gauge: Family::default(),
             lag: Family::default(),
         };
-        for s in InstanceState::ALL {
-            metrics.state_gauge.get_or_create(&StateLabel { state: s }).set(i64::from(s == InstanceState::Rebalancing));
-        }
+        metrics.show_state(metrics.state());
         metrics
     }
 }
@@ -229,9 +227,13 @@ impl Metrics {
     }
 
     pub fn set_state(&self, state: InstanceState) {
-        if self.state.swap(state as u8, Ordering::Relaxed) == state as u8 {
-            return;
+        if self.state.swap(state as u8, Ordering::Relaxed) != state as u8 {
+            self.show_state(state);
         }
+    }
+
+    /// 1 on `state`'s gauge, 0 on the others.
+    fn show_state(&self, state: InstanceState) {
         for s in InstanceState::ALL {
             self.state_gauge.get_or_create(&StateLabel { state: s }).set(i64::from(s == state));
         }
