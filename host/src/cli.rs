@@ -49,6 +49,8 @@ pub enum Command {
     Status(StatusArgs),
     /// Publish JSON lines to an event topic with the host's partitioning.
     Publish(PublishArgs),
+    /// Print every committed record of an event topic as JSON lines.
+    Consume(ConsumeArgs),
     /// Feed messages through a plugin without Kafka and print its outputs.
     Replay(ReplayArgs),
     /// Run one instance of a service until SIGTERM or SIGINT.
@@ -57,6 +59,10 @@ pub enum Command {
     Gateway(GatewayArgs),
     /// The main job: provision an event, run both services, sell it out, print a summary.
     Sellout(SelloutArgs),
+    /// Scaffold a new plugin crate (Rust, on the turnstile-plugin SDK) in a new directory.
+    Init(InitArgs),
+    /// Build a plugin crate for wasm32-wasip2 and check it as `deploy` would.
+    Build(BuildArgs),
     /// Check a plugin, precompile it and install it as the next version of a service.
     Deploy(DeployArgs),
     /// List the deployed versions of a service's plugin.
@@ -208,7 +214,8 @@ pub struct ReplayArgs {
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// `ticketing-service` or `seat-reservation-service` [default: service.name].
+    /// Any service whose plugin is deployed and fits the topology, e.g.
+    /// `ticketing-service` [default: service.name].
     #[arg(long)]
     pub service: Option<String>,
     /// Event id [default: service.event_id, or EVENT_ID].
@@ -291,6 +298,42 @@ pub struct SelloutArgs {
     /// and report the HTTP request rate and latency too.
     #[arg(long)]
     pub via_gateway: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ConsumeArgs {
+    /// Event id.
+    #[arg(long)]
+    pub event: u64,
+    /// The topic's action, e.g. `booking-status-changed` (configured topics too).
+    #[arg(long)]
+    pub action: String,
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// The crate's name, e.g. `audit`; the service is `NAME-service`.
+    pub name: String,
+    /// Actions of the topics the plugin consumes.
+    #[arg(long, num_args = 1.., value_name = "ACTION", required = true)]
+    pub consumes: Vec<String>,
+    /// Actions of the topics it emits to; the first gets the scaffold's output.
+    #[arg(long, num_args = 1.., value_name = "ACTION", required = true)]
+    pub emits: Vec<String>,
+    /// Directory to create [default: ./NAME].
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// The turnstile-plugin SDK to depend on [default: plugins/sdk of the
+    /// checkout this binary was built from].
+    #[arg(long, value_name = "DIR")]
+    pub sdk: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// The plugin crate [default: the current directory].
+    #[arg(default_value = ".", value_name = "DIR")]
+    pub dir: PathBuf,
 }
 
 #[derive(Debug, Args)]

@@ -16,5 +16,7 @@ pub mod plugin;
 pub mod publisher;
 pub mod routing;
 pub mod runner;
+pub mod scaffold;
 pub mod seating;
 pub mod state;
+pub mod topology;

@@ -7,9 +7,6 @@ use std::fmt;
 /// The three services and the client, by their wire names.
 pub use turnstile_protocol::{CLIENT, SEAT_RESERVATION_SERVICE, TICKETING_SERVICE};
 
-/// The services a host can run.
-pub const SERVICES: [&str; 2] = [TICKETING_SERVICE, SEAT_RESERVATION_SERVICE];
-
 /// Separator between the parts of a topic name: six underscores.
 const PART_SEP: &str = "______";
 /// Separator between the two services of a topic name: three underscores.
@@ -78,7 +75,7 @@ fn parse_event_id(s: &str) -> Option<u64> {
 }
 
 /// Actions and service names are lowercase words joined by single dashes.
-fn is_name_part(s: &str) -> bool {
+pub fn is_name_part(s: &str) -> bool {
     !s.is_empty()
         && !s.starts_with('-')
         && !s.ends_with('-')
@@ -93,6 +90,8 @@ pub enum TopicKind {
     ByBooking,
     /// Partitioned by section.
     BySection,
+    /// Keyed by the event: one partition.
+    ByEvent,
     /// A compacted state changelog.
     Changelog,
 }
@@ -146,37 +145,16 @@ pub fn changelog_topic(event_id: u64, service: &str) -> TopicName {
     TopicName::owned(event_id, action::STATE_CHANGELOG, service)
 }
 
-/// Every topic of an event in the default topology, changelogs included.
+/// Every topic of an event in the built-in topology, changelogs included
+/// (a configured topology: `Topology::event_topics`).
 pub fn event_topics(event_id: u64) -> Vec<TopicSpec> {
-    use TopicKind::*;
-    let spec = |name, kind| TopicSpec { name, kind };
-    vec![
-        spec(booking_command_topic(event_id), ByBooking),
-        spec(ticket_command_request_topic(event_id), BySection),
-        spec(seat_reservation_result_topic(event_id), ByBooking),
-        spec(booking_status_changed_topic(event_id), ByBooking),
-        spec(dlq_topic(event_id, TICKETING_SERVICE), ByBooking),
-        spec(dlq_topic(event_id, SEAT_RESERVATION_SERVICE), BySection),
-        spec(changelog_topic(event_id, TICKETING_SERVICE), Changelog),
-        spec(changelog_topic(event_id, SEAT_RESERVATION_SERVICE), Changelog),
-    ]
+    crate::topology::Topology::builtin().event_topics(event_id)
 }
 
-/// The topics a service consumes, in the order the runner subscribes to them.
+/// The topics addressed to a service in the built-in topology (what its
+/// plugin must consume), in the order the runner subscribes to them.
 pub fn input_topics(event_id: u64, service: &str) -> Vec<TopicName> {
-    match service {
-        TICKETING_SERVICE => vec![booking_command_topic(event_id), seat_reservation_result_topic(event_id)],
-        SEAT_RESERVATION_SERVICE => vec![ticket_command_request_topic(event_id)],
-        _ => Vec::new(),
-    }
-}
-
-/// The topic a service's output with `action` goes to, if the topology has one.
-pub fn output_topic(event_id: u64, service: &str, action: &str) -> Option<TopicName> {
-    event_topics(event_id)
-        .into_iter()
-        .map(|spec| spec.name)
-        .find(|t| t.action == action && t.from == service && t.to.is_some())
+    crate::topology::Topology::builtin().addressed_to(event_id, service)
 }
 
 /// `event-id-{id}_____{service}--{id}` (five underscores, two dashes).
@@ -235,20 +213,6 @@ pub fn parse_section_key(event_id: u64, key: &str) -> Option<&str> {
     Some(section)
 }
 
-/// How records of a topology topic are partitioned, by the topic's action;
-/// `None` for actions outside the default topology.
-pub fn routing_kind(action: &str) -> Option<TopicKind> {
-    use action::*;
-    match action {
-        BOOKING_COMMAND | SEAT_RESERVATION_RESULT | BOOKING_STATUS_CHANGED | TICKETING_DLQ => {
-            Some(TopicKind::ByBooking)
-        }
-        TICKET_COMMAND_REQUEST | SEAT_RESERVATION_DLQ => Some(TopicKind::BySection),
-        STATE_CHANGELOG => Some(TopicKind::Changelog),
-        _ => None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -268,10 +232,11 @@ mod tests {
 
     #[test]
     fn every_topology_action_has_a_routing_kind() {
+        let topology = crate::topology::Topology::builtin();
         for spec in event_topics(1) {
-            assert_eq!(routing_kind(&spec.name.action), Some(spec.kind), "{}", spec.name);
+            assert_eq!(topology.routing_kind(&spec.name.action), Some(spec.kind), "{}", spec.name);
         }
-        assert_eq!(routing_kind("echo"), None);
+        assert_eq!(topology.routing_kind("echo"), None);
     }
 
     #[test]
@@ -348,16 +313,5 @@ mod tests {
         assert_eq!(section_key(1, "A", 0), "event-1-section-A-partition-0");
         assert_eq!(booking_key(1, "b-1"), "event-1-booking-b-1");
         assert_eq!(event_key(9), "event-9");
-    }
-
-    #[test]
-    fn inputs_and_outputs_follow_the_flow() {
-        assert_eq!(input_topics(1, TICKETING_SERVICE).len(), 2);
-        assert_eq!(input_topics(1, SEAT_RESERVATION_SERVICE), vec![ticket_command_request_topic(1)]);
-        assert_eq!(
-            output_topic(1, TICKETING_SERVICE, action::TICKET_COMMAND_REQUEST),
-            Some(ticket_command_request_topic(1))
-        );
-        assert_eq!(output_topic(1, TICKETING_SERVICE, action::SEAT_RESERVATION_RESULT), None);
     }
 }

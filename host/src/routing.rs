@@ -2,13 +2,9 @@
 //! and key (DOMAIN.md §2–3). The exactly-once runner and `turnstile replay`
 //! both route through here, so a replay shows exactly what production does.
 //!
-//! Topics: an output's action must name an output topic of the service in
-//! the default topology (`naming::output_topic`); for the two real services
-//! anything else is an error, because a topic the topology does not create
-//! does not exist on the broker. A service outside the topology (the sandbox
-//! and example plugins) has no topics of its own, so its outputs go to the
-//! flow topic `event-id-{id}______{action}______{service}___to___client`:
-//! visible, deterministic, and never one of the real services' inputs.
+//! Topics: an output's action must name a topic of the [`Topology`] written
+//! by the service (built-in or `[[topology.topics]]`); anything else is an
+//! error, because a topic the topology does not name is not provisioned.
 //!
 //! Partitions and keys:
 //! - `section`: `partition::section_partition` and `naming::section_key`;
@@ -17,9 +13,10 @@
 
 use std::collections::HashMap;
 
-use crate::naming::{self, CLIENT, SERVICES, TopicKind, TopicName};
+use crate::naming::{self, TopicKind};
 use crate::partition;
 use crate::plugin::{Output, Routing};
+use crate::topology::Topology;
 
 /// Where one output is produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,9 +32,6 @@ pub enum RoutingError {
     /// The service has no output topic for this action.
     #[error("{service} has no output topic for action `{action}` in event {event_id}")]
     UnknownAction { event_id: u64, service: String, action: String },
-    /// The action is not a valid topic-name part.
-    #[error("`{0}` is not a valid action name (lowercase words joined by dashes)")]
-    BadAction(String),
     /// A partition count below 1.
     #[error("partition count must be positive, got {0}")]
     BadPartitions(i32),
@@ -54,27 +48,15 @@ pub enum RoutingError {
 }
 
 /// Routes one output of `service` for `event_id` over `partitions`
-/// partitions. Builds the topic names each call; a [`Router`] caches them.
-pub fn route(event_id: u64, service: &str, output: &Output, partitions: i32) -> Result<Destination, RoutingError> {
-    let topic = topic_for(event_id, service, &output.action)?;
-    place(event_id, topic, output, partitions)
-}
-
-/// The topic an output action of `service` goes to (see the module docs for
-/// services outside the topology).
-pub fn topic_for(event_id: u64, service: &str, action: &str) -> Result<String, RoutingError> {
-    if let Some(topic) = naming::output_topic(event_id, service, action) {
-        return Ok(topic.to_string());
-    }
-    if SERVICES.contains(&service) {
-        return Err(RoutingError::UnknownAction { event_id, service: service.to_owned(), action: action.to_owned() });
-    }
-    // Round-trip through the parser: it is the definition of a valid name.
-    let topic = TopicName::flow(event_id, action, service, CLIENT).to_string();
-    match TopicName::parse(&topic) {
-        Some(_) => Ok(topic),
-        None => Err(RoutingError::BadAction(action.to_owned())),
-    }
+/// partitions. Looks the topic up each call; a [`Router`] caches them.
+pub fn route(
+    topology: &Topology,
+    event_id: u64,
+    service: &str,
+    output: &Output,
+    partitions: i32,
+) -> Result<Destination, RoutingError> {
+    Router::new(topology, event_id, service, partitions)?.route(output)
 }
 
 /// The partition and key of seat traffic for `section` (DOMAIN.md §3).
@@ -88,11 +70,13 @@ pub fn by_booking(event_id: u64, booking_id: &str, partitions: i32) -> (i32, Str
     (partition::booking_partition(event_id, booking_id, partitions), naming::booking_key(event_id, booking_id))
 }
 
-fn place(event_id: u64, topic: String, output: &Output, partitions: i32) -> Result<Destination, RoutingError> {
-    if partitions < 1 {
-        return Err(RoutingError::BadPartitions(partitions));
-    }
-    check_kind(output)?;
+fn place(
+    event_id: u64,
+    (topic, kind): (String, TopicKind),
+    output: &Output,
+    partitions: i32,
+) -> Result<Destination, RoutingError> {
+    check_kind(kind, output)?;
     let (partition, key) = match &output.routing {
         Routing::Section { section, .. } => {
             if section.is_empty() {
@@ -112,11 +96,12 @@ fn place(event_id: u64, topic: String, output: &Output, partitions: i32) -> Resu
 }
 
 /// The routing an action's topic is partitioned by must be the one used.
-fn check_kind(output: &Output) -> Result<(), RoutingError> {
-    let expected = match naming::routing_kind(&output.action) {
-        Some(TopicKind::ByBooking) => "booking",
-        Some(TopicKind::BySection) => "section",
-        Some(TopicKind::Changelog) | None => return Ok(()),
+fn check_kind(kind: TopicKind, output: &Output) -> Result<(), RoutingError> {
+    let expected = match kind {
+        TopicKind::ByBooking => "booking",
+        TopicKind::BySection => "section",
+        TopicKind::ByEvent => "event",
+        TopicKind::Changelog => return Ok(()),
     };
     let got = match output.routing {
         Routing::Section { .. } => "section",
@@ -126,23 +111,30 @@ fn check_kind(output: &Output) -> Result<(), RoutingError> {
     if got == expected { Ok(()) } else { Err(RoutingError::WrongKind { action: output.action.clone(), expected, got }) }
 }
 
-/// Routes the outputs of one service for one event, with topic names
-/// computed once per action instead of once per output.
+/// Routes the outputs of one service for one event, with the topics of its
+/// actions looked up once.
 #[derive(Debug, Clone)]
 pub struct Router {
     event_id: u64,
     service: String,
     partitions: i32,
-    topics: HashMap<String, String>,
+    /// Output action → (topic, how it is partitioned).
+    topics: HashMap<String, (String, TopicKind)>,
 }
 
 impl Router {
     /// A router for `service`'s outputs in `event_id` over `partitions`.
-    pub fn new(event_id: u64, service: &str, partitions: i32) -> Result<Self, RoutingError> {
+    pub fn new(topology: &Topology, event_id: u64, service: &str, partitions: i32) -> Result<Self, RoutingError> {
         if partitions < 1 {
             return Err(RoutingError::BadPartitions(partitions));
         }
-        Ok(Router { event_id, service: service.to_owned(), partitions, topics: HashMap::new() })
+        let topics = topology
+            .flows()
+            .iter()
+            .filter(|f| f.from == service)
+            .map(|f| (f.action.clone(), (f.topic(event_id).to_string(), f.routing.kind())))
+            .collect();
+        Ok(Router { event_id, service: service.to_owned(), partitions, topics })
     }
 
     /// The partition count routed over.
@@ -151,16 +143,15 @@ impl Router {
     }
 
     /// Routes one output.
-    pub fn route(&mut self, output: &Output) -> Result<Destination, RoutingError> {
-        let topic = match self.topics.get(&output.action) {
-            Some(topic) => topic.clone(),
-            None => {
-                let topic = topic_for(self.event_id, &self.service, &output.action)?;
-                self.topics.insert(output.action.clone(), topic.clone());
-                topic
-            }
+    pub fn route(&self, output: &Output) -> Result<Destination, RoutingError> {
+        let Some(topic) = self.topics.get(&output.action) else {
+            return Err(RoutingError::UnknownAction {
+                event_id: self.event_id,
+                service: self.service.clone(),
+                action: output.action.clone(),
+            });
         };
-        place(self.event_id, topic, output, self.partitions)
+        place(self.event_id, topic.clone(), output, self.partitions)
     }
 }
 
@@ -168,7 +159,12 @@ impl Router {
 mod tests {
     use super::*;
     use crate::naming::action::*;
-    use crate::naming::{SEAT_RESERVATION_SERVICE, TICKETING_SERVICE};
+    use crate::naming::{CLIENT, SEAT_RESERVATION_SERVICE, TICKETING_SERVICE};
+    use crate::topology::{Flow, Partitioning};
+
+    fn route(event_id: u64, service: &str, output: &Output, partitions: i32) -> Result<Destination, RoutingError> {
+        super::route(&Topology::builtin(), event_id, service, output, partitions)
+    }
 
     fn out(action: &str, routing: Routing) -> Output {
         Output { action: action.into(), routing, payload: b"{}".to_vec(), critical: false }
@@ -201,11 +197,20 @@ mod tests {
         assert_eq!(d.partition, partition::key_partition(b"event-7-booking-b-1", 3));
     }
 
+    fn with_echo() -> Topology {
+        let echo =
+            Flow { action: "echo".into(), from: "misbehave".into(), to: CLIENT.into(), routing: Partitioning::Event };
+        Topology::with(&[echo]).unwrap()
+    }
+
     #[test]
     fn event_routing_is_partition_zero() {
         let o = out("echo", Routing::Event);
-        let d = route(5, "misbehave-service", &o, 10).unwrap();
+        let d = super::route(&with_echo(), 5, "misbehave", &o, 10).unwrap();
         assert_eq!((d.partition, d.key.as_str()), (0, "event-5"));
+        assert_eq!(d.topic, "event-id-5______echo______misbehave___to___client");
+        let wrong = out("echo", Routing::Booking("b".into()));
+        assert!(matches!(super::route(&with_echo(), 5, "misbehave", &wrong, 10), Err(RoutingError::WrongKind { .. })));
     }
 
     #[test]
@@ -229,12 +234,9 @@ mod tests {
     }
 
     #[test]
-    fn other_services_fall_back_to_a_client_flow_topic() {
+    fn a_service_outside_the_topology_reaches_no_topic() {
         let o = out("echo", Routing::Event);
-        let d = route(2, "misbehave-service", &o, 10).unwrap();
-        assert_eq!(d.topic, "event-id-2______echo______misbehave-service___to___client");
-        let bad = out("Not Valid", Routing::Event);
-        assert_eq!(route(2, "misbehave-service", &bad, 10), Err(RoutingError::BadAction("Not Valid".into())));
+        assert!(matches!(route(2, "misbehave", &o, 10), Err(RoutingError::UnknownAction { .. })));
     }
 
     #[test]
@@ -245,12 +247,12 @@ mod tests {
         assert!(matches!(route(1, TICKETING_SERVICE, &o, 10), Err(RoutingError::EmptySection(_))));
         let o = out(BOOKING_STATUS_CHANGED, Routing::Event);
         assert_eq!(route(1, TICKETING_SERVICE, &o, 0), Err(RoutingError::BadPartitions(0)));
-        assert!(Router::new(1, TICKETING_SERVICE, -1).is_err());
+        assert!(Router::new(&Topology::builtin(), 1, TICKETING_SERVICE, -1).is_err());
     }
 
     #[test]
     fn router_matches_route() {
-        let mut router = Router::new(3, TICKETING_SERVICE, 10).unwrap();
+        let router = Router::new(&Topology::builtin(), 3, TICKETING_SERVICE, 10).unwrap();
         for o in [
             out(TICKET_COMMAND_REQUEST, Routing::Section { section: "Balcony".into(), subsection: 2 }),
             out(BOOKING_STATUS_CHANGED, Routing::Booking("x".into())),

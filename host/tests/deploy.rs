@@ -13,6 +13,7 @@ use sha2::{Digest, Sha256};
 use turnstile::config::PluginConfig;
 use turnstile::deploy::{self, DeployError, Installed, Store, Watcher};
 use turnstile::plugin::{EngineSettings, PluginEngine};
+use turnstile::topology::Topology;
 
 const RESERVATION: &str = "seat-reservation-service";
 const TICKETING: &str = "ticketing-service";
@@ -40,7 +41,7 @@ fn fixtures() -> &'static Fixtures {
         let reservation_b = with_custom_section(&reservation, "b");
         let ticketing = std::fs::read(wasm_path("ticketing")).expect("ticketing wasm");
         for (bytes, service) in [(&reservation, RESERVATION), (&reservation_b, RESERVATION), (&ticketing, TICKETING)] {
-            deploy::check(&engine, bytes.clone(), service).expect("fixture loads");
+            deploy::check(&engine, bytes.clone(), service, &Topology::builtin()).expect("fixture loads");
         }
         Fixtures { engine, cache_dir, reservation, reservation_b, ticketing }
     })
@@ -329,8 +330,8 @@ fn watcher_reports_each_move_of_current_once() {
     let mut watcher = Watcher::new(store.clone());
     assert_eq!(watcher.poll().unwrap(), None, "nothing deployed yet");
 
-    let a = deploy::check(&f.engine, f.reservation.clone(), RESERVATION).unwrap();
-    let b = deploy::check(&f.engine, f.reservation_b.clone(), RESERVATION).unwrap();
+    let a = deploy::check(&f.engine, f.reservation.clone(), RESERVATION, &Topology::builtin()).unwrap();
+    let b = deploy::check(&f.engine, f.reservation_b.clone(), RESERVATION, &Topology::builtin()).unwrap();
     let Installed::New { version: v1, previous: None } = store.install(&a).unwrap() else { panic!("first install") };
     assert_eq!(v1.number, 1);
     assert_eq!(v1.sha256, sha256(&f.reservation));
@@ -369,11 +370,11 @@ fn watcher_reports_each_move_of_current_once() {
 fn library_refusals() {
     let s = Scratch::new();
     let f = fixtures();
-    let err = deploy::check(&f.engine, f.ticketing.clone(), RESERVATION).unwrap_err();
+    let err = deploy::check(&f.engine, f.ticketing.clone(), RESERVATION, &Topology::builtin()).unwrap_err();
     assert!(matches!(&err, DeployError::WrongService { found, .. } if found == TICKETING), "{err}");
     assert!(err.is_refusal());
 
-    let ticketing = deploy::check(&f.engine, f.ticketing.clone(), TICKETING).unwrap();
+    let ticketing = deploy::check(&f.engine, f.ticketing.clone(), TICKETING, &Topology::builtin()).unwrap();
     let err = s.store(RESERVATION).install(&ticketing).unwrap_err();
     assert!(matches!(err, DeployError::WrongService { .. }), "{err}");
     assert!(!s.service_dir(RESERVATION).exists(), "a refused install creates nothing");
@@ -424,4 +425,28 @@ fn concurrent_deploys_serialise_without_corrupting_the_store() {
     expected.extend(versions.iter().map(|v| format!("v{}", v.number)));
     expected.sort();
     assert_eq!(s.entries(RESERVATION), expected);
+}
+
+/// The example plugin emits `booking-audit`: refused until the topology has
+/// a topic for it from `example-service`, then accepted.
+#[test]
+fn a_plugin_off_the_topology_is_refused_naming_the_action() {
+    use turnstile::topology::{Flow, Partitioning};
+    let f = fixtures();
+    let example = std::fs::read(wasm_path("example")).expect("example wasm");
+    let err = deploy::check(&f.engine, example.clone(), "example-service", &Topology::builtin()).unwrap_err();
+    assert!(err.is_refusal());
+    assert_eq!(
+        err.to_string(),
+        "plugin refused: example-service emits `booking-audit`, but the topology has no topic of `booking-audit` \
+         from example-service"
+    );
+    let audit = Flow {
+        action: "booking-audit".into(),
+        from: "example-service".into(),
+        to: "client".into(),
+        routing: Partitioning::Booking,
+    };
+    let topology = Topology::with(&[audit]).unwrap();
+    deploy::check(&f.engine, example, "example-service", &topology).expect("fits the configured topology");
 }

@@ -10,7 +10,8 @@ use rdkafka::error::RDKafkaErrorCode;
 use super::table::Table;
 use super::{AdminError, Brokers, Cluster, PartitionMismatch};
 use crate::config::{ConfigError, KafkaConfig};
-use crate::naming::{self, TopicKind, TopicSpec};
+use crate::naming::{TopicKind, TopicSpec};
+use crate::topology::Topology;
 
 /// The replication of an event's topics: `kafka.replication_factor` and
 /// `kafka.min_insync_replicas` where configured, otherwise defaults for
@@ -167,6 +168,7 @@ fn kind_name(kind: TopicKind) -> &'static str {
     match kind {
         TopicKind::ByBooking => "by booking",
         TopicKind::BySection => "by section",
+        TopicKind::ByEvent => "by event",
         TopicKind::Changelog => "compacted",
     }
 }
@@ -183,8 +185,9 @@ pub fn provision(
     kafka: &KafkaConfig,
     replication: Replication,
     brokers: &Brokers,
+    topology: &Topology,
 ) -> Result<Provisioned, AdminError> {
-    let specs = naming::event_topics(event_id);
+    let specs = topology.event_topics(event_id);
     let existing = cluster.topics()?;
     check_partitions(&specs, |name| existing.get(name).copied(), kafka.partitions)?;
 
@@ -248,7 +251,7 @@ fn new_topic<'a>(name: &'a str, kind: TopicKind, partitions: i32, factor: i32, m
     let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(factor)).set("min.insync.replicas", min_isr);
     match kind {
         TopicKind::Changelog => topic.set("cleanup.policy", "compact"),
-        TopicKind::ByBooking | TopicKind::BySection => topic,
+        TopicKind::ByBooking | TopicKind::BySection | TopicKind::ByEvent => topic,
     }
 }
 
@@ -335,7 +338,7 @@ mod tests {
 
     #[test]
     fn mismatched_partitions_name_the_topic() {
-        let specs = naming::event_topics(5);
+        let specs = crate::naming::event_topics(5);
         let odd = specs[2].name.to_string();
         let err = check_partitions(&specs, |n| Some(if n == odd { 3 } else { 10 }), 10).unwrap_err();
         let text = err.to_string();

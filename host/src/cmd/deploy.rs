@@ -22,7 +22,8 @@ pub fn run(global: &GlobalArgs, args: DeployArgs) -> anyhow::Result<ExitCode> {
     // The runner's engine settings, so that the compiled code cached here is
     // the code a service starting from this version looks up.
     let engine = PluginEngine::new(EngineSettings::from_config(&config.plugin))?;
-    let checked = deploy::check(&engine, bytes, store.service()).map_err(|e| failure(e, Some(file)))?;
+    let checked =
+        deploy::check(&engine, bytes, store.service(), &config.topology()).map_err(|e| failure(e, Some(file)))?;
     match store.install(&checked).map_err(|e| failure(e, Some(file)))? {
         Installed::Unchanged(current) => {
             println!(

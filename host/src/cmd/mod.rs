@@ -2,10 +2,13 @@
 //! arguments, loads the configuration, and returns an exit code.
 
 pub mod bench;
+pub mod build;
 pub mod children;
 pub mod config;
+pub mod consume;
 pub mod deploy;
 pub mod gateway;
+pub mod init;
 pub mod partitions;
 pub mod plugins;
 pub mod provision;

@@ -29,7 +29,8 @@ pub fn run(global: &GlobalArgs, args: ProvisionArgs) -> anyhow::Result<ExitCode>
     // Unset replication comes from the cluster; what cannot fit it is exit 2.
     let brokers = cluster.brokers()?;
     let replication = provision::Replication::resolve(&config.kafka, &brokers)?;
-    let provisioned = provision::provision(&cluster, args.event, &config.kafka, replication, &brokers)?;
+    let provisioned =
+        provision::provision(&cluster, args.event, &config.kafka, replication, &brokers, &config.topology())?;
     print!("{provisioned}");
 
     if let Some(chart) = chart {

@@ -17,9 +17,13 @@ use crate::cli::{GlobalArgs, PublishArgs};
 
 pub fn run(global: &GlobalArgs, args: PublishArgs) -> anyhow::Result<ExitCode> {
     let config = super::load_config(global, Overrides::default())?.config;
-    let spec =
-        naming::event_topics(args.event).into_iter().find(|spec| spec.name.action == args.action).ok_or_else(|| {
-            let known: Vec<_> = naming::event_topics(args.event).into_iter().map(|s| s.name.action).collect();
+    let spec = config
+        .topology()
+        .event_topics(args.event)
+        .into_iter()
+        .find(|spec| spec.name.action == args.action)
+        .ok_or_else(|| {
+            let known: Vec<_> = config.topology().event_topics(args.event).into_iter().map(|s| s.name.action).collect();
             super::UsageError(format!("unknown action {:?}; expected one of {}", args.action, known.join(", ")))
         })?;
     let topic = spec.name.to_string();
@@ -90,6 +94,7 @@ fn route(event_id: u64, kind: TopicKind, line: &str, partitions: i32) -> Result<
             let booking_id = field("booking_id")?;
             Ok(routing::by_booking(event_id, booking_id, partitions))
         }
+        TopicKind::ByEvent => Ok((0, naming::event_key(event_id))),
         TopicKind::Changelog => Err("changelog topics are written by the services only".into()),
     }
 }

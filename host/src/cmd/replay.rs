@@ -44,6 +44,7 @@ use turnstile::naming::{self, CLIENT, TopicKind, TopicName};
 
 use turnstile::plugin::{EngineSettings, MemoryState, Message, PluginEngine, PluginInstance};
 use turnstile::routing::{self, Router};
+use turnstile::topology::Topology;
 
 use super::UsageError;
 use crate::cli::{GlobalArgs, ReplayArgs};
@@ -72,7 +73,8 @@ pub fn run(global: &GlobalArgs, args: ReplayArgs) -> anyhow::Result<ExitCode> {
         .instantiate(MemoryState::new())
         .map_err(|e| UsageError(format!("plugin {}: {e}", args.plugin.display())))?;
     let mut current: Option<i32> = None;
-    let mut router = Router::new(event_id, &service, partitions)?;
+    let topology = config.topology();
+    let router = Router::new(&topology, event_id, &service, partitions)?;
     let mut offsets: BTreeMap<i32, i64> = BTreeMap::new();
     let stdout = std::io::stdout();
     let mut out = BufWriter::new(stdout.lock());
@@ -83,7 +85,7 @@ pub fn run(global: &GlobalArgs, args: ReplayArgs) -> anyhow::Result<ExitCode> {
         if line.trim().is_empty() {
             continue;
         }
-        let input = match parse_input(&line, event_id, &service, partitions) {
+        let input = match parse_input(&line, &topology, event_id, &service, partitions) {
             Ok(input) => input,
             Err(reason) => {
                 write_line(&mut out, &ErrorLine { error: "invalid", reason, input: number })?;
@@ -201,9 +203,15 @@ fn payload_value(payload: Vec<u8>) -> Value {
     }
 }
 
-fn parse_input(line: &str, event_id: u64, service: &str, partitions: i32) -> Result<Input, String> {
+fn parse_input(
+    line: &str,
+    topology: &Topology,
+    event_id: u64,
+    service: &str,
+    partitions: i32,
+) -> Result<Input, String> {
     let input: InputLine = serde_json::from_str(line).map_err(|e| format!("not a replay input line: {e}"))?;
-    let (topic, kind) = input_topic(event_id, service, &input.action);
+    let (topic, kind) = input_topic(topology, event_id, service, &input.action);
     let field = |name: &str| input.value.get(name).and_then(Value::as_str);
     let derived = match kind {
         Some(TopicKind::BySection) => field("section").map(|section| {
@@ -230,8 +238,8 @@ fn parse_input(line: &str, event_id: u64, service: &str, partitions: i32) -> Res
 
 /// The topic a record with `action` is consumed from by `service`, and how
 /// that topic is partitioned.
-fn input_topic(event_id: u64, service: &str, action: &str) -> (String, Option<TopicKind>) {
-    let specs = naming::event_topics(event_id);
+fn input_topic(topology: &Topology, event_id: u64, service: &str, action: &str) -> (String, Option<TopicKind>) {
+    let specs = topology.event_topics(event_id);
     let spec = specs
         .iter()
         .find(|s| s.name.action == action && s.name.to.as_deref() == Some(service))
@@ -334,9 +342,11 @@ mod tests {
 
     #[test]
     fn derives_partition_and_key_like_production() {
+        let topology = Topology::builtin();
         let svc = naming::SEAT_RESERVATION_SERVICE;
         let i = parse_input(
             r#"{"action":"ticket-command-request","value":{"type":"reserve_seats","section":"C"}}"#,
+            &topology,
             1,
             svc,
             10,
@@ -346,14 +356,17 @@ mod tests {
         assert_eq!(i.topic, naming::ticket_command_request_topic(1).to_string());
 
         let t = naming::TICKETING_SERVICE;
-        let i = parse_input(r#"{"action":"booking-command","value":{"booking_id":"b1"}}"#, 1, t, 10).unwrap();
+        let i =
+            parse_input(r#"{"action":"booking-command","value":{"booking_id":"b1"}}"#, &topology, 1, t, 10).unwrap();
         assert_eq!(i.partition, turnstile::partition::booking_partition(1, "b1", 10));
         assert_eq!(i.key.as_deref(), Some("event-1-booking-b1"));
 
-        let i = parse_input(r#"{"action":"booking-command","partition":3,"key":"k","value":"raw"}"#, 1, t, 10).unwrap();
+        let i =
+            parse_input(r#"{"action":"booking-command","partition":3,"key":"k","value":"raw"}"#, &topology, 1, t, 10)
+                .unwrap();
         assert_eq!((i.partition, i.key.as_deref(), i.payload.as_slice()), (3, Some("k"), &b"raw"[..]));
-        assert!(parse_input(r#"{"action":"x","partition":10,"value":{}}"#, 1, t, 10).is_err());
-        assert!(parse_input("{", 1, t, 10).is_err());
+        assert!(parse_input(r#"{"action":"x","partition":10,"value":{}}"#, &topology, 1, t, 10).is_err());
+        assert!(parse_input("{", &topology, 1, t, 10).is_err());
     }
 
     #[test]

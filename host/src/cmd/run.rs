@@ -224,7 +224,7 @@ fn run_error(err: RunnerError) -> anyhow::Error {
     match err {
         RunnerError::NotProvisioned { .. }
         | RunnerError::WrongService { .. }
-        | RunnerError::MissingInput { .. }
+        | RunnerError::Topology(_)
         | RunnerError::UnequalPartitions { .. } => super::UsageError(err.to_string()).into(),
         RunnerError::Admin(AdminError::Connect(unreachable)) => unreachable.into(),
         other => anyhow::Error::new(other).context("the service stopped"),

@@ -17,6 +17,7 @@ mod runner;
 mod service;
 #[cfg(test)]
 mod tests;
+mod topology;
 mod validate;
 
 use std::path::PathBuf;
@@ -30,6 +31,7 @@ pub use metrics::MetricsConfig;
 pub use plugin::PluginConfig;
 pub use runner::{GroupProtocol, RunnerConfig};
 pub use service::ServiceConfig;
+pub use topology::TopologyConfig;
 
 /// The file read when `--config` is not given (if it exists).
 pub const DEFAULT_FILE: &str = "turnstile.toml";
@@ -45,12 +47,20 @@ pub struct Config {
     pub plugin: PluginConfig,
     pub metrics: MetricsConfig,
     pub gateway: GatewayConfig,
+    pub topology: TopologyConfig,
 }
 
 impl Config {
     /// The effective configuration as TOML.
     pub fn to_toml(&self) -> String {
         toml::to_string_pretty(self).unwrap_or_default()
+    }
+
+    /// The event topology: built-in topics plus `[[topology.topics]]`
+    /// (checked when the configuration loads, so this falls back to the
+    /// built-in one only for a configuration built by hand).
+    pub fn topology(&self) -> crate::topology::Topology {
+        self.topology.build().unwrap_or_default()
     }
 }
 

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServiceConfig {
-    /// `ticketing-service` or `seat-reservation-service` (for `run`).
+    /// The service `run` runs: one the topology names (for `run`).
     pub name: Option<String>,
     pub event_id: Option<u64>,
     /// Overrides the group name of DOMAIN.md §2 (seed: `CONSUMER_GROUP_ID`).

@@ -44,12 +44,15 @@ impl Config {
             return Err(ConfigError::invalid("producer.acks", format!("{:?} is not one of all, 0, 1", p.acks)));
         }
         if let Some(name) = &self.service.name
-            && !crate::naming::SERVICES.contains(&name.as_str())
+            && !crate::naming::is_name_part(name)
         {
             return Err(ConfigError::invalid(
                 "service.name",
-                format!("{name:?} is not one of {}", crate::naming::SERVICES.join(", ")),
+                format!("{name:?} is not a service name (lowercase words joined by single dashes)"),
             ));
+        }
+        if let Err(err) = self.topology.build() {
+            return Err(ConfigError::invalid("topology.topics", err.to_string()));
         }
         if self.service.consumer_instance_id.is_empty() {
             return Err(ConfigError::invalid("service.consumer_instance_id", "must not be empty"));

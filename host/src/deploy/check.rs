@@ -1,7 +1,8 @@
 //! The gate in front of a store: only a component that loads as a plugin of
-//! the right service can be installed.
+//! the right service, fitting the topology, can be installed.
 
 use crate::plugin::{LoadedPlugin, PluginEngine};
+use crate::topology::Topology;
 
 use super::DeployError;
 
@@ -31,7 +32,9 @@ impl Checked {
     }
 }
 
-/// Loads `bytes` with `engine` and requires its manifest to name `service`.
+/// Loads `bytes` with `engine` and requires its manifest to name `service`
+/// and to fit `topology` (every consumed action has a topic, every emitted
+/// one a topic from the service).
 ///
 /// Loading is the whole check: the engine refuses anything but a component
 /// of the plugin world (naming the offending import or missing export) and
@@ -39,10 +42,16 @@ impl Checked {
 /// the engine has a cache directory, stores the compiled code there keyed by
 /// sha256 and engine, so that services starting from the installed version
 /// skip the compiler.
-pub fn check(engine: &PluginEngine, bytes: Vec<u8>, service: &str) -> Result<Checked, DeployError> {
+pub fn check(
+    engine: &PluginEngine,
+    bytes: Vec<u8>,
+    service: &str,
+    topology: &Topology,
+) -> Result<Checked, DeployError> {
     let plugin = engine.load_bytes(&bytes)?;
     if plugin.service() != service {
         return Err(DeployError::WrongService { expected: service.to_owned(), found: plugin.service().to_owned() });
     }
+    topology.check(plugin.manifest())?;
     Ok(Checked { plugin, bytes })
 }

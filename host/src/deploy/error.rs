@@ -13,6 +13,9 @@ pub enum DeployError {
     /// The component is a plugin, but of another service.
     #[error("plugin refused: its manifest names service `{found}`, not `{expected}`")]
     WrongService { expected: String, found: String },
+    /// The plugin does not fit the event topology (`[[topology.topics]]`).
+    #[error("plugin refused: {0}")]
+    OffTopology(#[from] crate::topology::TopologyError),
     /// A service name that cannot safely be a directory name.
     #[error("invalid service name {0:?}: expected a lowercase name like `seat-reservation-service`")]
     InvalidService(String),
@@ -46,6 +49,7 @@ impl DeployError {
             self,
             DeployError::Refused(_)
                 | DeployError::WrongService { .. }
+                | DeployError::OffTopology(_)
                 | DeployError::InvalidService(_)
                 | DeployError::UnknownVersion { .. }
                 | DeployError::NothingDeployed { .. }

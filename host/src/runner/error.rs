@@ -27,8 +27,15 @@ pub enum RunnerError {
     NotProvisioned { event_id: u64, topic: String },
     #[error("plugin {plugin_service:?} cannot run as {service:?}")]
     WrongService { service: String, plugin_service: String },
-    #[error("the plugin for {service:?} does not consume {action:?}, which the service receives")]
-    MissingInput { service: String, action: String },
+    /// The plugin does not fit the topology (an action without a topic,
+    /// or a topic addressed to the service that it does not consume).
+    #[error(transparent)]
+    Topology(#[from] crate::topology::TopologyError),
+    #[error(
+        "version {version} consumes {found:?}, but this instance subscribed to {running:?}: restart the service to \
+         change its inputs"
+    )]
+    InputsChanged { version: u32, running: Vec<String>, found: Vec<String> },
     #[error(
         "the topics of event {event_id} have different partition counts {counts:?}; the state of partition p \
          lives with partition p of every input topic, so they must be equal (re-provision the event)"

@@ -19,7 +19,6 @@ use super::dlq::{self, DeadLetter, Failure};
 use super::input::{self, InputRecord, Placement};
 use super::rebalance::{RunnerContext, Shared, lock};
 use super::{RunnerError, Worker};
-use crate::naming;
 use crate::plugin::{HandleError, Handled, Header, Message, StateAccess};
 use crate::publisher::Record;
 use crate::routing::Destination;
@@ -141,7 +140,7 @@ impl Worker {
         input: &InputRecord<'_>,
         message: &Message<'_>,
     ) -> Result<Placement, Failure> {
-        let Some(kind) = naming::routing_kind(action) else { return Ok(Placement::Here) };
+        let Some(kind) = self.topology.routing_kind(action) else { return Ok(Placement::Here) };
         let event_id = self.identity.event_id;
         let partitions = self.router.partitions();
         let by_key = input::place_by_key(event_id, kind, input.key_str(), partitions);

@@ -4,6 +4,7 @@
 use super::RunnerError;
 use crate::config::Config;
 use crate::naming;
+use crate::topology::Topology;
 
 /// Which instance of which service to run.
 #[derive(Debug, Clone)]
@@ -32,18 +33,18 @@ impl Identity {
 }
 
 /// A plugin may run as a service only if its manifest names the service and
-/// consumes every action the service receives.
-pub(super) fn check_manifest(manifest: &crate::plugin::Manifest, identity: &Identity) -> Result<(), RunnerError> {
+/// fits the topology (see [`Topology::check`]).
+pub(super) fn check_manifest(
+    manifest: &crate::plugin::Manifest,
+    identity: &Identity,
+    topology: &Topology,
+) -> Result<(), RunnerError> {
     if manifest.service != identity.service {
         return Err(RunnerError::WrongService {
             service: identity.service.clone(),
             plugin_service: manifest.service.clone(),
         });
     }
-    for topic in naming::input_topics(identity.event_id, &identity.service) {
-        if !manifest.consumes.contains(&topic.action) {
-            return Err(RunnerError::MissingInput { service: identity.service.clone(), action: topic.action });
-        }
-    }
+    topology.check(manifest)?;
     Ok(())
 }

@@ -122,6 +122,7 @@ pub fn place_by_key(event_id: u64, kind: TopicKind, key: Option<&str>, partition
             let p = partition::section_partition(event_id, section, partitions);
             Some((p, naming::section_key(event_id, section, p)))
         }
+        TopicKind::ByEvent => (key == naming::event_key(event_id)).then(|| (0, key.to_owned())),
         TopicKind::Changelog => None,
     }
 }
@@ -142,6 +143,7 @@ pub fn place_by_routing(
             let p = partition::section_partition(event_id, section, partitions);
             Ok((p, naming::section_key(event_id, section, p)))
         }
+        (TopicKind::ByEvent, Routing::Event) => Ok((0, naming::event_key(event_id))),
         (kind, routing) => Err(format!("the plugin routed the record by {routing:?}, but its topic is {kind:?}")),
     }
 }

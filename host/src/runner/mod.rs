@@ -39,6 +39,7 @@ use crate::routing::Router;
 use crate::state::ServiceState;
 use crate::state::changelog::Restore;
 use crate::state::checkpoint::CheckpointDir;
+use crate::topology::Topology;
 pub use error::RunnerError;
 pub use identity::Identity;
 use identity::check_manifest;
@@ -88,6 +89,10 @@ struct Worker {
     /// Partition count of every topic of the event.
     partitions: HashMap<String, i32>,
     router: Router,
+    /// The event's topics, built-in and configured.
+    topology: Topology,
+    /// The actions subscribed to, sorted: a hot swap must keep them.
+    consumes: Vec<String>,
     /// The deployment version running, when started from a deployment.
     deployment: Option<u32>,
     dlq_topic: String,
@@ -116,9 +121,11 @@ impl Runner {
     ) -> Result<Self, RunnerError> {
         metrics.set_state(InstanceState::Rebalancing);
         let manifest = plugin.manifest();
-        check_manifest(manifest, &identity)?;
+        let topology = config.topology();
+        check_manifest(manifest, &identity, &topology)?;
         let event_id = identity.event_id;
-        let partitions = topic_partitions(cluster, event_id)?;
+        let partitions = topic_partitions(cluster, &topology, event_id)?;
+        let input_topics = topology.inputs(event_id, &manifest.consumes);
         let changelog_topic = naming::changelog_topic(event_id, &identity.service).to_string();
 
         let mut producer_config = producer_properties(config);
@@ -153,7 +160,7 @@ impl Runner {
             plugin_stale: false,
             restoring: Default::default(),
             held: Default::default(),
-            input_count: naming::input_topics(event_id, &identity.service).len(),
+            input_count: input_topics.len(),
             checkpoints: (config.runner.checkpoint_interval_ms > 0).then(|| {
                 CheckpointDir::new(
                     &config.runner.checkpoint_dir,
@@ -201,7 +208,6 @@ impl Runner {
             .set("fetch.wait.max.ms", config.runner.fetch_wait_max_ms.to_string())
             .set("max.poll.interval.ms", config.runner.max_poll_interval_ms.to_string())
             .create_with_context(context)?;
-        let input_topics = naming::input_topics(event_id, &identity.service);
         let client_topics = input_topics.iter().filter(|t| t.from == naming::CLIENT).map(|t| t.to_string()).collect();
         let inputs: HashMap<String, String> = input_topics.into_iter().map(|t| (t.to_string(), t.action)).collect();
         let topics: Vec<&str> = inputs.keys().map(String::as_str).collect();
@@ -215,13 +221,17 @@ impl Runner {
             return Err(RunnerError::UnequalPartitions { event_id, counts: counts.into_iter().collect() });
         }
         let output_partitions = counts.iter().next().copied().unwrap_or(config.kafka.partitions);
-        let router = Router::new(event_id, &identity.service, output_partitions)?;
+        let router = Router::new(&topology, event_id, &identity.service, output_partitions)?;
+        let mut consumes = manifest.consumes.clone();
+        consumes.sort();
         Ok(Runner {
             consumer,
             inputs,
             reloader: None,
             worker: Worker {
                 router,
+                topology,
+                consumes,
                 deployment: None,
                 config: config.clone(),
                 dlq_topic: naming::dlq_topic(event_id, &identity.service).to_string(),
@@ -493,10 +503,14 @@ impl Worker {
 }
 
 /// Partition counts of every topic of the event, read from the broker.
-fn topic_partitions(cluster: &Cluster, event_id: u64) -> Result<HashMap<String, i32>, RunnerError> {
+fn topic_partitions(
+    cluster: &Cluster,
+    topology: &Topology,
+    event_id: u64,
+) -> Result<HashMap<String, i32>, RunnerError> {
     let existing = cluster.topics()?;
     let mut counts = HashMap::new();
-    for spec in naming::event_topics(event_id) {
+    for spec in topology.event_topics(event_id) {
         let name = spec.name.to_string();
         match existing.get(&name) {
             Some(&n) => counts.insert(name, n),

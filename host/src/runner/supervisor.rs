@@ -33,7 +33,8 @@ impl RunnerError {
             RunnerError::Plugin(_)
             | RunnerError::NotProvisioned { .. }
             | RunnerError::WrongService { .. }
-            | RunnerError::MissingInput { .. }
+            | RunnerError::Topology(_)
+            | RunnerError::InputsChanged { .. }
             | RunnerError::UnequalPartitions { .. }
             | RunnerError::PluginUnavailable(_)
             | RunnerError::Deployment(_)

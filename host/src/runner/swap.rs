@@ -27,7 +27,20 @@ impl Worker {
                 return Ok(());
             }
         };
-        if let Err(err) = check_manifest(plugin.manifest(), &self.identity) {
+        let mut consumes = plugin.manifest().consumes.clone();
+        consumes.sort();
+        let fits = check_manifest(plugin.manifest(), &self.identity, &self.topology).and_then(|()| {
+            if consumes == self.consumes {
+                Ok(())
+            } else {
+                Err(RunnerError::InputsChanged {
+                    version: version.number,
+                    running: self.consumes.clone(),
+                    found: consumes,
+                })
+            }
+        });
+        if let Err(err) = fits {
             tracing::error!(version = version.number, error = %err, running = %self.plugin_version, "new plugin version rejected; keeping the running one");
             self.metrics.reloaded(false);
             return Ok(());

@@ -14,6 +14,7 @@ use turnstile::plugin::{
     EngineSettings, HandleError, LoadedPlugin, MemoryState, Message, PluginEngine, PluginInstance, StateAccess,
 };
 use turnstile::routing::Router;
+use turnstile::topology::Topology;
 
 /// The release `.wasm` of `turnstile_{name}`; fails with the fix when absent.
 pub fn wasm_path(name: &str) -> PathBuf {
@@ -268,10 +269,9 @@ impl Cluster {
                 return;
             }
         };
-        let router = self
-            .routers
-            .entry(service.clone())
-            .or_insert_with(|| Router::new(self.event, &service, self.partitions).expect("router"));
+        let router = self.routers.entry(service.clone()).or_insert_with(|| {
+            Router::new(&Topology::builtin(), self.event, &service, self.partitions).expect("router")
+        });
         for output in outputs {
             let dest = router.route(&output).expect("routable output");
             let record = Record { key: dest.key, payload: output.payload, critical: output.critical };

@@ -16,9 +16,6 @@
 
 extern crate alloc;
 
-#[cfg(target_arch = "wasm32")]
-turnstile_protocol::export_plugin!();
-
 use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
@@ -47,6 +44,24 @@ struct Probe {
 
 /// Lives in the guest's linear memory: reset only by a fresh instance.
 static CALLS: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
+/// The plugin: [`handle`] behind the SDK's [`turnstile_plugin::Plugin`].
+pub struct Misbehave;
+
+impl turnstile_plugin::Plugin for Misbehave {
+    const SERVICE: &'static str = SERVICE;
+    const CONSUMES: &'static [&'static str] = CONSUMES;
+    const EMITS: &'static [&'static str] = EMITS;
+
+    fn handle(
+        message: &turnstile_plugin::Message,
+        state: &mut turnstile_plugin::State<'_>,
+    ) -> Result<Vec<Output>, HandleError> {
+        handle(state, message.event_id, &message.action, &message.value)
+    }
+}
+
+turnstile_plugin::export!(Misbehave);
 
 /// Handles one message as described in the crate docs. Only `invalid`,
 /// `transient` and echo return; do not call `spin`, `grow` or `trap` natively.

@@ -7,20 +7,16 @@
 //! - [`rules`]: booking validation shared by both services.
 //! - [`batch`]: the [`Store`] a handler sees inside a batched `handle` call.
 //! - [`codec`]: a tiny binary writer/reader for compact plugin state.
-//! - [`export_plugin!`]: the component glue of a plugin crate.
 //!
-//! `no_std` + `alloc`; the `std` feature only switches serde to std. The
-//! `guest` feature (wasm32 only) supplies the runtime a `no_std` component
-//! needs, so each plugin's glue holds nothing but its bindings.
+//! `no_std` + `alloc`; the `std` feature only switches serde to std. Plugins
+//! reach all of this through the SDK (`turnstile-plugin`), which adds the
+//! component glue.
 #![cfg_attr(not(test), no_std)]
 
 extern crate alloc;
 
 pub mod batch;
 pub mod codec;
-mod export;
-#[cfg(all(feature = "guest", target_arch = "wasm32"))]
-mod guest;
 pub mod messages;
 pub mod names;
 pub mod plugin;

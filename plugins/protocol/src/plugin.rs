@@ -50,6 +50,18 @@ pub enum Routing {
     Event,
 }
 
+impl Routing {
+    /// Partitioned by the booking key of `booking_id`.
+    pub fn booking(booking_id: impl Into<String>) -> Self {
+        Routing::Booking(booking_id.into())
+    }
+
+    /// Partitioned by `section` (seat traffic).
+    pub fn section(section: impl Into<String>, subsection: u32) -> Self {
+        Routing::Section { section: section.into(), subsection }
+    }
+}
+
 /// One message to produce (WIT `output`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Output {
@@ -63,11 +75,21 @@ pub struct Output {
 }
 
 impl Output {
+    /// A non-critical output with `payload` as its value.
+    pub fn new(action: &str, routing: Routing, payload: impl Into<Vec<u8>>) -> Self {
+        Self { action: action.into(), routing, payload: payload.into(), critical: false }
+    }
+
     /// A non-critical output whose payload is `value` as JSON.
     pub fn json<T: Serialize + ?Sized>(action: &str, routing: Routing, value: &T) -> Result<Self, HandleError> {
         let payload =
             serde_json::to_vec(value).map_err(|e| HandleError::Invalid(alloc::format!("cannot encode output: {e}")))?;
         Ok(Self { action: action.into(), routing, payload, critical: false })
+    }
+
+    /// The payload decoded as JSON (for tests and tools).
+    pub fn payload_json(&self) -> Result<serde_json::Value, serde_json::Error> {
+        serde_json::from_slice(&self.payload)
     }
 
     /// Marks the output critical (flushed at once by the host).

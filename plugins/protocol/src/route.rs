@@ -20,7 +20,9 @@ struct Keys {
 
 /// The routing of a record of `action` by the business key in its JSON
 /// `payload`: the booking id for booking-partitioned topics, the section for
-/// seat traffic. `None` when the payload is not JSON or lacks the key.
+/// seat traffic; for actions outside the default topology, the booking id
+/// if there is one, else the section. `None` when the payload is not JSON or
+/// lacks the key.
 pub fn route_by_value(action: &str, payload: &[u8]) -> Option<Routing> {
     let keys: Keys = serde_json::from_slice(payload).ok()?;
     match action {
@@ -31,7 +33,13 @@ pub fn route_by_value(action: &str, payload: &[u8]) -> Option<Routing> {
             .section
             .filter(|s| !s.is_empty())
             .map(|section| Routing::Section { section, subsection: keys.subsection.unwrap_or(0) }),
-        _ => None,
+        _ => match (keys.booking_id, keys.section) {
+            (Some(id), _) if !id.is_empty() => Some(Routing::Booking(id)),
+            (_, Some(section)) if !section.is_empty() => {
+                Some(Routing::Section { section, subsection: keys.subsection.unwrap_or(0) })
+            }
+            _ => None,
+        },
     }
 }
 
@@ -65,6 +73,15 @@ mod tests {
         assert_eq!(route_by_value(BOOKING_COMMAND, br#"{"booking_id":""}"#), None);
         assert_eq!(route_by_value(BOOKING_COMMAND, br#"{"booking_id":7}"#), None);
         assert_eq!(route_by_value(TICKET_COMMAND_REQUEST, br#"{"booking_id":"b"}"#), None);
-        assert_eq!(route_by_value("echo", br#"{"booking_id":"b"}"#), None);
+        assert_eq!(route_by_value("echo", br#"{"n":1}"#), None);
+    }
+
+    #[test]
+    fn other_actions_route_by_booking_then_section() {
+        assert_eq!(route_by_value("audit", br#"{"booking_id":"b","section":"A"}"#), Some(Routing::Booking("b".into())));
+        assert_eq!(
+            route_by_value("audit", br#"{"section":"A"}"#),
+            Some(Routing::Section { section: "A".into(), subsection: 0 })
+        );
     }
 }

@@ -16,9 +16,6 @@ pub mod record;
 pub mod seatmap;
 pub mod select;
 
-#[cfg(target_arch = "wasm32")]
-turnstile_protocol::export_plugin!();
-
 use alloc::vec::Vec;
 
 use turnstile_protocol::{
@@ -31,6 +28,24 @@ pub const SERVICE: &str = SEAT_RESERVATION_SERVICE;
 pub const CONSUMES: &[&str] = &[TICKET_COMMAND_REQUEST];
 /// Actions of the topics it may emit to.
 pub const EMITS: &[&str] = &[SEAT_RESERVATION_RESULT];
+
+/// The plugin: [`handle`] behind the SDK's [`turnstile_plugin::Plugin`].
+pub struct Reservation;
+
+impl turnstile_plugin::Plugin for Reservation {
+    const SERVICE: &'static str = SERVICE;
+    const CONSUMES: &'static [&'static str] = CONSUMES;
+    const EMITS: &'static [&'static str] = EMITS;
+
+    fn handle(
+        message: &turnstile_plugin::Message,
+        state: &mut turnstile_plugin::State<'_>,
+    ) -> Result<Vec<Output>, HandleError> {
+        handle(state, message.event_id, &message.action, &message.value)
+    }
+}
+
+turnstile_plugin::export!(Reservation);
 
 /// Handles one `ticket-command-request` record.
 ///

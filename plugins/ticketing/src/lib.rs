@@ -15,9 +15,6 @@ pub mod record;
 mod results;
 mod state;
 
-#[cfg(target_arch = "wasm32")]
-turnstile_protocol::export_plugin!();
-
 use alloc::vec::Vec;
 
 use turnstile_protocol::{
@@ -31,6 +28,24 @@ pub const SERVICE: &str = TICKETING_SERVICE;
 pub const CONSUMES: &[&str] = &[BOOKING_COMMAND, SEAT_RESERVATION_RESULT];
 /// Actions of the topics it may emit to.
 pub const EMITS: &[&str] = &[BOOKING_STATUS_CHANGED, TICKET_COMMAND_REQUEST];
+
+/// The plugin: [`handle`] behind the SDK's [`turnstile_plugin::Plugin`].
+pub struct Ticketing;
+
+impl turnstile_plugin::Plugin for Ticketing {
+    const SERVICE: &'static str = SERVICE;
+    const CONSUMES: &'static [&'static str] = CONSUMES;
+    const EMITS: &'static [&'static str] = EMITS;
+
+    fn handle(
+        message: &turnstile_plugin::Message,
+        state: &mut turnstile_plugin::State<'_>,
+    ) -> Result<Vec<Output>, HandleError> {
+        handle(state, message.event_id, &message.action, &message.value)
+    }
+}
+
+turnstile_plugin::export!(Ticketing);
 
 /// Handles one `booking-command` or `seat-reservation-result` record.
 ///

@@ -1,5 +1,5 @@
 //! The runtime a `no_std` wasm32 component needs and std would otherwise
-//! supply. Linked into every plugin that enables the `guest` feature.
+//! supply (std itself would import WASI, which the host does not grant).
 
 use alloc::alloc::{Layout, alloc, realloc};
 
@@ -12,9 +12,14 @@ fn panic(_: &core::panic::PanicInfo<'_>) -> ! {
     core::arch::wasm32::unreachable()
 }
 
+// `memcmp`, `memcpy` and friends come from wasi-libc: plain functions, so
+// linking it adds no WASI imports.
+#[link(name = "c")]
+unsafe extern "C" {}
+
 /// The canonical ABI's allocator, used by the host to pass lists and strings
 /// in. On wasm32-wasip2 wit-bindgen expects std to export it, so without std
-/// we must.
+/// this crate must.
 ///
 /// # Safety
 /// Called only by the host, per the canonical ABI: `old_ptr`/`old_len`/`align`
