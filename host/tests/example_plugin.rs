@@ -13,7 +13,18 @@ use turnstile::partition::booking_partition;
 
 const AUDIT_TOPIC: &str = "event-id-42______booking-audit______example-service___to___client";
 
+/// The topic the example's output needs, as `turnstile init` declares it.
+const TOPOLOGY: &str = r#"
+[[topology.topics]]
+action = "booking-audit"
+from = "example-service"
+to = "client"
+routing = "booking"
+"#;
+
+/// Runs `turnstile` in `dir`, with the example's topic in `dir/turnstile.toml`.
 fn turnstile(dir: &Path, args: &[&str]) -> Output {
+    std::fs::write(dir.join("turnstile.toml"), TOPOLOGY).unwrap();
     Command::new(env!("CARGO_BIN_EXE_turnstile"))
         .current_dir(dir)
         .env("TURNSTILE_PLUGIN__CACHE_DIR", dir.join("cache"))
@@ -29,8 +40,8 @@ fn status(booking: &str, buyer: u64, status: &str) -> String {
     .to_string()
 }
 
-/// One `booking-audit` per status, routed by booking on the fallback topic of
-/// a service outside the topology, numbered per booking through state that
+/// One `booking-audit` per status, routed by booking on the topic the
+/// configuration declares, numbered per booking through state that
 /// `--state-out` shows; a record that is not a status is refused as invalid
 /// and the replay goes on.
 #[test]

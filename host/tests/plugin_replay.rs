@@ -9,7 +9,11 @@ use std::process::{Command, Output};
 use plugin_support::wasm_path;
 use serde_json::{Value, json};
 
+/// Replays `input` through `plugin` in `dir`, whose `turnstile.toml` gives
+/// the misbehave plugin's `echo` a topic (the built-in plugins need none).
 fn replay(dir: &Path, plugin: &str, input: &str, extra: &[&str]) -> Output {
+    let echo = "[[topology.topics]]\naction = \"echo\"\nfrom = \"misbehave\"\nto = \"client\"\nrouting = \"event\"\n";
+    std::fs::write(dir.join("turnstile.toml"), echo).unwrap();
     let input_path = dir.join(format!("{plugin}-{}.jsonl", extra.len()));
     std::fs::write(&input_path, input).unwrap();
     Command::new(env!("CARGO_BIN_EXE_turnstile"))

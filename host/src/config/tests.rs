@@ -165,3 +165,28 @@ fn script_variables_are_not_configuration() {
         Ok(())
     });
 }
+
+#[test]
+fn topology_topics_come_from_the_file_and_bad_ones_are_refused() {
+    Jail::expect_with(|jail| {
+        jail.create_file(
+            "turnstile.toml",
+            "[[topology.topics]]\naction = \"booking-audit\"\nfrom = \"audit-service\"\nto = \"client\"\nrouting = \"booking\"\n",
+        )?;
+        let c = load(&Overrides::default()).unwrap();
+        assert!(c.topology().services().contains(&"audit-service"));
+        jail.create_file(
+            "turnstile.toml",
+            "[[topology.topics]]\naction = \"booking-command\"\nfrom = \"a\"\nto = \"b\"\nrouting = \"event\"\n",
+        )?;
+        let err = load(&Overrides::default()).unwrap_err().to_string();
+        assert!(err.contains("topology.topics") && err.contains("`booking-command` already has a topic"), "{err}");
+        jail.create_file(
+            "turnstile.toml",
+            "[[topology.topics]]\naction = \"x\"\nfrom = \"a\"\nto = \"b\"\nrouting = \"sideways\"\n",
+        )?;
+        let err = load(&Overrides::default()).unwrap_err().to_string();
+        assert!(err.contains("sideways"), "{err}");
+        Ok(())
+    });
+}

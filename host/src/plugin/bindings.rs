@@ -47,3 +47,13 @@ impl<S: StateAccess> turnstile::plugin::log::Host for HostState<S> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// The SDK ships its own copy of the world (so a plugin outside this
+    /// repository builds); it must be this one, byte for byte.
+    #[test]
+    fn the_sdk_embeds_this_world() {
+        assert_eq!(include_str!("../../../plugins/sdk/wit/plugin.wit"), include_str!("../../../wit/plugin.wit"));
+    }
+}
