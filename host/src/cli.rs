@@ -22,7 +22,7 @@ pub struct Cli {
 }
 
 /// Flags every subcommand accepts.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct GlobalArgs {
     /// Configuration file [default: ./turnstile.toml if it exists].
     #[arg(long, global = true, value_name = "FILE")]

@@ -32,11 +32,19 @@ pub fn run(global: &GlobalArgs, args: BuildArgs) -> anyhow::Result<ExitCode> {
     if !manifest.is_file() {
         return Err(UsageError(format!("{} has no Cargo.toml: not a plugin crate", args.dir.display())).into());
     }
+    // The crate's own turnstile.toml declares its topics (as `init` writes
+    // it), wherever `build` is run from; `--config` still wins. Read before
+    // building, so a bad one fails fast.
+    let mut global = global.clone();
+    let own = args.dir.join(turnstile::config::DEFAULT_FILE);
+    if global.config.is_none() && own.is_file() {
+        global.config = Some(own);
+    }
+    let config = super::load_config(&global, Overrides::default())?.config;
     check_target()?;
     let wasm = cargo_build(&manifest)?;
     let bytes = std::fs::read(&wasm).with_context(|| format!("cannot read {}", wasm.display()))?;
 
-    let config = super::load_config(global, Overrides::default())?.config;
     let engine = PluginEngine::new(EngineSettings::from_config(&config.plugin))?;
     let refused = |e: &dyn std::fmt::Display| UsageError(format!("{}: {e}", wasm.display()));
     let plugin = engine.load_bytes(&bytes).map_err(|e| refused(&e))?;
