@@ -14,21 +14,11 @@ use serde_json::{Value, json};
 use turnstile::config::Overrides;
 use turnstile::load::read::read_back;
 
-use super::UsageError;
 use crate::cli::{ConsumeArgs, GlobalArgs};
 
 pub fn run(global: &GlobalArgs, args: ConsumeArgs) -> anyhow::Result<ExitCode> {
     let config = super::load_config(global, Overrides::default())?.config;
-    let specs = config.topology().event_topics(args.event);
-    let Some(spec) = specs.iter().find(|s| s.name.action == args.action) else {
-        let known: Vec<&str> = specs.iter().map(|s| s.name.action.as_str()).collect();
-        return Err(UsageError(format!(
-            "no topic for action {:?}; the topology has {}",
-            args.action,
-            known.join(", ")
-        ))
-        .into());
-    };
+    let spec = super::event_topic(&config, args.event, &args.action)?;
     let records =
         read_back(&config.kafka.bootstrap, &spec.name.to_string(), "read_committed", Duration::from_secs(30))?;
     let mut out = std::io::stdout().lock();

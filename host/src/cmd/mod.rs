@@ -22,7 +22,8 @@ pub mod status;
 
 use std::process::ExitCode;
 
-use turnstile::config::{ConfigError, Loaded, Overrides};
+use turnstile::config::{Config, ConfigError, Loaded, Overrides};
+use turnstile::naming::TopicSpec;
 
 use crate::cli::GlobalArgs;
 
@@ -37,6 +38,17 @@ pub const EXIT_FAILURE: u8 = 3;
 pub fn load_config(global: &GlobalArgs, mut extra: Overrides) -> Result<Loaded, ConfigError> {
     extra.set("kafka.bootstrap", global.bootstrap.clone());
     Loaded::load(global.config.as_deref(), &extra)
+}
+
+/// The topic of `action` in `event_id` under the configured topology, or
+/// a usage error listing the actions the topology has.
+pub fn event_topic(config: &Config, event_id: u64, action: &str) -> Result<TopicSpec, UsageError> {
+    let specs = config.topology().event_topics(event_id);
+    let known: Vec<String> = specs.iter().map(|s| s.name.action.clone()).collect();
+    specs
+        .into_iter()
+        .find(|s| s.name.action == action)
+        .ok_or_else(|| UsageError(format!("unknown action {action:?}; expected one of {}", known.join(", "))))
 }
 
 /// Bad usage or input found before anything was done (exit code 2).

@@ -17,15 +17,7 @@ use crate::cli::{GlobalArgs, PublishArgs};
 
 pub fn run(global: &GlobalArgs, args: PublishArgs) -> anyhow::Result<ExitCode> {
     let config = super::load_config(global, Overrides::default())?.config;
-    let spec = config
-        .topology()
-        .event_topics(args.event)
-        .into_iter()
-        .find(|spec| spec.name.action == args.action)
-        .ok_or_else(|| {
-            let known: Vec<_> = config.topology().event_topics(args.event).into_iter().map(|s| s.name.action).collect();
-            super::UsageError(format!("unknown action {:?}; expected one of {}", args.action, known.join(", ")))
-        })?;
+    let spec = super::event_topic(&config, args.event, &args.action)?;
     let topic = spec.name.to_string();
 
     // Read and route everything first: a bad line publishes nothing.
