@@ -5,6 +5,7 @@
 //! repository root shows how a message flows through them.
 
 pub mod admin;
+pub mod client;
 pub mod config;
 pub mod deploy;
 pub mod gateway;

@@ -13,11 +13,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rdkafka::ClientContext;
-use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 
+use crate::client::ClientSettings;
 use crate::config::Config;
 
 /// How long `publish` waits for room in a full queue before giving up.
@@ -77,7 +77,9 @@ pub struct DeliveryCounter {
     waiters: Waiters,
 }
 
-impl ClientContext for DeliveryCounter {}
+impl ClientContext for DeliveryCounter {
+    crate::oauth_token_refresh!();
+}
 
 impl ProducerContext for DeliveryCounter {
     type DeliveryOpaque = usize;
@@ -123,14 +125,13 @@ pub struct Record<'a> {
 
 /// The librdkafka producer properties for `config` (DOMAIN.md §6 plus
 /// `producer.extra`). The transactional runner starts from these too.
-pub fn producer_properties(config: &Config) -> ClientConfig {
+pub fn producer_properties(config: &Config) -> ClientSettings {
     let p = &config.producer;
-    let mut cc = ClientConfig::new();
-    cc.set("bootstrap.servers", &config.kafka.bootstrap)
-        .set("linger.ms", p.linger_ms.to_string())
+    let mut cc = ClientSettings::new(&config.kafka);
+    cc.set("linger.ms", p.linger_ms.to_string())
         .set("batch.size", p.batch_size.to_string())
         .set("batch.num.messages", p.batch_num_messages.to_string())
-        .set("compression.type", &p.compression_type)
+        .set("compression.type", &config.kafka.compression)
         .set("socket.send.buffer.bytes", p.socket_send_buffer_bytes.to_string())
         .set("enable.idempotence", p.enable_idempotence.to_string())
         .set("acks", &p.acks)
@@ -159,13 +160,13 @@ impl Publisher {
     }
 
     /// A publisher from explicit librdkafka properties.
-    pub fn from_properties(properties: ClientConfig) -> Result<Self, PublishError> {
+    pub fn from_properties(properties: ClientSettings) -> Result<Self, PublishError> {
         Self::tracking(properties, None)
     }
 
     /// A publisher that also remembers the highest delivered offset per
     /// partition of `topic` (see [`take_delivered`](Self::take_delivered)).
-    pub fn tracking(properties: ClientConfig, topic: Option<&str>) -> Result<Self, PublishError> {
+    pub fn tracking(properties: ClientSettings, topic: Option<&str>) -> Result<Self, PublishError> {
         let stats = Arc::new(PublishStats::default());
         let delivered = Arc::new(Mutex::new(HashMap::new()));
         let waiters = Waiters::default();
@@ -223,9 +224,23 @@ impl Publisher {
             Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
                 Err(PublishError::QueueFull { topic: record.topic.to_owned(), partition: record.partition })
             }
-            Err((source, _)) => {
-                Err(PublishError::Send { topic: record.topic.to_owned(), partition: record.partition, source })
-            }
+            Err((source, _)) => Err(PublishError::Send {
+                topic: record.topic.to_owned(),
+                partition: record.partition,
+                source: self.with_fatal_cause(source),
+            }),
+        }
+    }
+
+    /// librdkafka answers every send after a fatal error with the code
+    /// `Fatal`; the cause (a fence, say) is the client's fatal error.
+    fn with_fatal_cause(&self, error: KafkaError) -> KafkaError {
+        match error {
+            KafkaError::MessageProduction(RDKafkaErrorCode::Fatal) => match self.producer.client().fatal_error() {
+                Some((code, _)) => KafkaError::MessageProduction(code),
+                None => error,
+            },
+            other => other,
         }
     }
 
@@ -283,7 +298,7 @@ impl Publisher {
                     return Err(PublishError::Send {
                         topic: returned.topic.to_owned(),
                         partition: returned.partition.unwrap_or(-1),
-                        source,
+                        source: self.with_fatal_cause(source),
                     });
                 }
             }
@@ -298,7 +313,8 @@ impl Publisher {
     /// Waits until every queued message is delivered or failed, then reports
     /// failures seen since creation.
     pub fn flush(&self, timeout: Duration) -> Result<(), PublishError> {
-        self.wait_delivered(timeout);
+        // What is left is librdkafka's flush's to report.
+        let _ = self.wait_delivered(timeout);
         self.producer.flush(timeout).map_err(|e| PublishError::Flush(timeout, e))?;
         match self.stats.failed() {
             0 => Ok(()),
@@ -306,16 +322,22 @@ impl Publisher {
         }
     }
 
-    /// Waits until librdkafka holds no undelivered message, or `timeout`.
+    /// Waits until librdkafka holds no undelivered message, or `timeout`;
+    /// returns whether everything was delivered.
     ///
     /// librdkafka's own flush (also inside `commit_transaction`) competes
     /// with the poll thread for delivery reports and then sleeps in 100 ms
     /// steps; waiting here first lets it return at once.
-    pub fn wait_delivered(&self, timeout: Duration) {
+    #[must_use]
+    pub fn wait_delivered(&self, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
-        while self.producer.in_flight_count() > 0 && Instant::now() < deadline {
+        while self.producer.in_flight_count() > 0 {
+            if Instant::now() >= deadline {
+                return false;
+            }
             std::thread::sleep(Duration::from_micros(200));
         }
+        true
     }
 
     /// Delivery counters.

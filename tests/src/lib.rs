@@ -47,6 +47,19 @@ pub fn bootstrap() -> String {
         .unwrap_or_else(|| "127.0.0.1:9092".into())
 }
 
+/// The cluster as the tests' own clients reach it: `turnstile`'s
+/// configuration from the environment (so `TURNSTILE_KAFKA__SECURITY_PROTOCOL`
+/// and the rest of a secured cluster's settings, which the services under
+/// test inherit, apply here too) at [`bootstrap`].
+pub fn kafka_config() -> turnstile::config::KafkaConfig {
+    let mut overrides = turnstile::config::Overrides::default();
+    overrides.set("kafka.bootstrap", Some(bootstrap()));
+    match turnstile::config::Loaded::load(None, &overrides) {
+        Ok(loaded) => loaded.config.kafka,
+        Err(err) => panic!("the tests' Kafka settings: {err}"),
+    }
+}
+
 /// A random event id in `[10^6, 10^12)`: far from hand-picked ids, unlikely to
 /// repeat across tests and reruns, and with room to append a digit
 /// (`id * 10` is a different event whose names share the prefix).
@@ -130,8 +143,8 @@ pub fn run(mut cmd: Command) -> Run {
 
 /// Client settings for the helpers' own clients.
 pub fn client_config() -> ClientConfig {
-    let mut config = ClientConfig::new();
-    config.set("bootstrap.servers", bootstrap()).set("allow.auto.create.topics", "false");
+    let mut config = turnstile::client::ClientSettings::new(&kafka_config()).to_client_config();
+    config.set("allow.auto.create.topics", "false");
     config
 }
 
@@ -232,7 +245,7 @@ pub fn read_back(topic: &str) -> Vec<Record> {
 /// Like [`read_back`] with `isolation.level` set to `isolation`:
 /// `read_uncommitted` also returns records of aborted transactions.
 pub fn read_back_isolated(topic: &str, isolation: &str) -> Vec<Record> {
-    turnstile::load::read_back(&bootstrap(), topic, isolation, TIMEOUT * 2).unwrap_or_else(|e| panic!("{e}"))
+    turnstile::load::read_back(&kafka_config(), topic, isolation, TIMEOUT * 2).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Commits `offsets` (`(topic, partition, next offset)`) for `group` without
@@ -445,7 +458,14 @@ impl Service {
         Self::start_with_env(service, event_id, instance, &[])
     }
 
-    /// Like [`start`](Self::start) with extra environment variables.
+    /// Starts an instance without `--instance`, as a replica of a scaled
+    /// deployment is started: its id is the default one.
+    pub fn start_default_instance(service: &str, event_id: u64, env: &[(&str, &str)]) -> Service {
+        Self::start_with_env(service, event_id, "", env)
+    }
+
+    /// Like [`start`](Self::start) with extra environment variables (an
+    /// empty `instance` passes no `--instance`).
     pub fn start_with_env(service: &str, event_id: u64, instance: &str, env: &[(&str, &str)]) -> Service {
         let mut s = Service {
             service: service.to_owned(),
@@ -465,7 +485,8 @@ impl Service {
         let dir = log_dir(self.event_id);
         let (log, file) = (1..)
             .find_map(|n| {
-                let log = dir.join(format!("{}-{}-{n}.log", self.service, self.instance));
+                let instance = if self.instance.is_empty() { "default" } else { &self.instance };
+                let log = dir.join(format!("{}-{instance}-{n}.log", self.service));
                 match std::fs::File::create_new(&log) {
                     Ok(file) => Some(Ok((log, file))),
                     Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => None,
@@ -475,10 +496,11 @@ impl Service {
             .expect("an unused log name")
             .unwrap_or_else(|e| panic!("{e}"));
         let mut cmd = turnstile_command(["run", "--service", &self.service, "--event", &self.event_id.to_string()]);
-        cmd.arg("--plugin")
-            .arg(plugin_path(&self.service))
-            .args(["--instance", &self.instance])
-            .envs(self.env.iter().map(|(k, v)| (k, v)))
+        cmd.arg("--plugin").arg(plugin_path(&self.service));
+        if !self.instance.is_empty() {
+            cmd.args(["--instance", &self.instance]);
+        }
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(file.try_clone().expect("clone the log file handle"))
             .stderr(file);
         self.logs.push(log);
@@ -693,8 +715,14 @@ pub struct BookingClient {
 
 impl BookingClient {
     pub fn new(event_id: u64, partitions: i32) -> Self {
-        let mut config = turnstile::config::Config::default();
-        config.kafka.bootstrap = bootstrap();
+        Self::with_compression(event_id, partitions, "lz4")
+    }
+
+    /// A client whose producer compresses its batches with `codec` (none,
+    /// gzip, snappy, lz4, zstd), as a real client may.
+    pub fn with_compression(event_id: u64, partitions: i32, codec: &str) -> Self {
+        let mut config = turnstile::config::Config { kafka: kafka_config(), ..Default::default() };
+        config.kafka.compression = codec.to_owned();
         BookingClient {
             event_id,
             partitions,

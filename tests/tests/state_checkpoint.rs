@@ -27,7 +27,8 @@ fn commit(topic: &str, id: &str, keys: &[&str]) {
 }
 
 fn restored_keys(topic: &str, dir: &CheckpointDir) -> BTreeSet<String> {
-    let restored = changelog::restore(&bootstrap(), topic, &[0], Duration::from_secs(60), Some(dir)).expect("restore");
+    let restored =
+        changelog::restore(&kafka_config(), topic, &[0], Duration::from_secs(60), Some(dir)).expect("restore");
     restored[&0].committed().keys().map(|k| String::from_utf8_lossy(k).into_owned()).collect()
 }
 

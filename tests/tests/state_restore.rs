@@ -40,7 +40,7 @@ fn a_restore_waits_for_the_previous_owners_open_transaction() {
         std::thread::sleep(Duration::from_secs(2));
         producer.commit_transaction(TIMEOUT).expect("commit the late transaction");
     });
-    let restored = changelog::restore(&bootstrap(), &topic, &[0], Duration::from_secs(60), None).expect("restore");
+    let restored = changelog::restore(&kafka_config(), &topic, &[0], Duration::from_secs(60), None).expect("restore");
     committer.join().expect("committer thread");
 
     let keys: std::collections::BTreeSet<String> =

@@ -5,31 +5,38 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rdkafka::admin::{AdminClient, AdminOptions, GroupResult, NewTopic, ResourceSpecifier, TopicResult};
 use rdkafka::client::ClientContext;
-use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::{Offset, TopicPartitionList};
 use serde::Serialize;
 
 use super::{AdminError, Unreachable};
+use crate::client::{ClientSettings, SecurityFailures};
 use crate::config::Config;
 
 /// Routes librdkafka's own logging to `debug` (visible with `-v`): admin
 /// commands report every failure through their results, and a connection
-/// refused would otherwise be logged once per retry.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct QuietContext;
+/// refused would otherwise be logged once per retry. Security failures are
+/// kept, so that a wrong password is named rather than timed out on.
+#[derive(Debug, Clone, Default)]
+pub struct QuietContext {
+    failures: SecurityFailures,
+}
 
 impl ClientContext for QuietContext {
+    crate::oauth_token_refresh!();
+
     fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
         tracing::debug!(target: "librdkafka", ?level, "{fac} {message}");
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
+        self.failures.observe(&error, reason);
         tracing::debug!(target: "librdkafka", "{error}: {reason}");
     }
 }
@@ -98,7 +105,7 @@ pub struct Cluster {
     admin: AdminClient<QuietContext>,
     consumer: BaseConsumer<QuietContext>,
     runtime: tokio::runtime::Runtime,
-    config: ClientConfig,
+    config: ClientSettings,
     bootstrap: String,
     timeout: Duration,
 }
@@ -109,23 +116,41 @@ impl Cluster {
     pub fn connect(config: &Config) -> Result<Cluster, Unreachable> {
         let kafka = &config.kafka;
         let timeout = Duration::from_millis(kafka.request_timeout_ms);
-        let unreachable = |reason: String| Unreachable {
+        let unreachable = |reason: String, refused: bool| Unreachable {
             bootstrap: kafka.bootstrap.clone(),
             timeout_ms: kafka.request_timeout_ms,
             reason,
+            refused,
         };
-        let client_config = base_config(&kafka.bootstrap, kafka.request_timeout_ms);
+        let client_config = base_config(config);
+        let context = QuietContext::default();
         let admin: AdminClient<QuietContext> = client_config
-            .create_with_context(QuietContext)
-            .map_err(|e| unreachable(format!("creating the admin client: {e}")))?;
+            .create_with_context(context.clone())
+            .map_err(|e| unreachable(format!("creating the admin client: {e}"), false))?;
         let consumer: BaseConsumer<QuietContext> = client_config
-            .create_with_context(QuietContext)
-            .map_err(|e| unreachable(format!("creating the metadata client: {e}")))?;
-        consumer.fetch_metadata(None, timeout).map_err(|e| unreachable(e.to_string()))?;
+            .create_with_context(context.clone())
+            .map_err(|e| unreachable(format!("creating the metadata client: {e}"), false))?;
+        // In short steps: a cluster that refuses us (TLS, SASL) says so at
+        // once, and waiting out the timeout would only hide the cause.
+        let deadline = Instant::now() + timeout;
+        loop {
+            let step = deadline.saturating_duration_since(Instant::now()).min(Duration::from_millis(500));
+            match consumer.fetch_metadata(None, step) {
+                Ok(_) => break,
+                Err(e) => {
+                    if let Some(refusal) = context.failures.last() {
+                        return Err(unreachable(refusal, true));
+                    }
+                    if Instant::now() >= deadline {
+                        return Err(unreachable(e.to_string(), false));
+                    }
+                }
+            }
+        }
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_time()
             .build()
-            .map_err(|e| unreachable(format!("starting the admin runtime: {e}")))?;
+            .map_err(|e| unreachable(format!("starting the admin runtime: {e}"), false))?;
         Ok(Cluster { admin, consumer, runtime, config: client_config, bootstrap: kafka.bootstrap.clone(), timeout })
     }
 
@@ -251,7 +276,7 @@ impl Cluster {
         let mut config = self.config.clone();
         config.set("group.id", group).set("enable.auto.commit", "false");
         let consumer: BaseConsumer<QuietContext> =
-            config.create_with_context(QuietContext).map_err(|source| AdminError::Kafka { op, source })?;
+            config.create_with_context(QuietContext::default()).map_err(|source| AdminError::Kafka { op, source })?;
         let mut tpl = TopicPartitionList::new();
         for (topic, partition) in partitions {
             tpl.add_partition(topic, *partition);
@@ -349,12 +374,11 @@ impl Cluster {
 }
 
 /// Client settings shared by every admin connection.
-fn base_config(bootstrap: &str, timeout_ms: u64) -> ClientConfig {
+fn base_config(config: &Config) -> ClientSettings {
     // librdkafka caps socket.timeout.ms at 300 s.
-    let socket_ms = timeout_ms.clamp(10, 300_000).to_string();
-    let mut config = ClientConfig::new();
+    let socket_ms = config.kafka.request_timeout_ms.clamp(10, 300_000).to_string();
+    let mut config = ClientSettings::new(&config.kafka);
     config
-        .set("bootstrap.servers", bootstrap)
         .set("client.id", "turnstile-admin")
         .set("socket.timeout.ms", &socket_ms)
         .set("socket.connection.setup.timeout.ms", &socket_ms)

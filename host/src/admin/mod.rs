@@ -23,13 +23,11 @@ pub fn partition_count(config: &Config, topic: &str) -> Result<i32, AdminError> 
     cluster.topics()?.get(topic).copied().ok_or_else(|| AdminError::NoSuchTopic(topic.to_owned()))
 }
 
-/// The bootstrap did not answer a metadata request in time (exit code 2:
-/// the configuration points somewhere Kafka is not).
+/// The bootstrap did not answer a metadata request in time, or refused the
+/// client (exit code 2: the configuration points somewhere Kafka is not, or
+/// does not say how to be let in).
 #[derive(Debug, thiserror::Error)]
-#[error(
-    "Kafka is unreachable at kafka.bootstrap = {bootstrap} (no metadata within {timeout_ms} ms: {reason}); \
-     start a broker (scripts/local-kafka start) or set kafka.bootstrap / --bootstrap"
-)]
+#[error("{}", self.describe())]
 pub struct Unreachable {
     /// The configured `kafka.bootstrap`.
     pub bootstrap: String,
@@ -37,6 +35,27 @@ pub struct Unreachable {
     pub timeout_ms: u64,
     /// What librdkafka reported.
     pub reason: String,
+    /// The cluster answered and refused the client (TLS, SASL,
+    /// authorization): waiting will not help.
+    pub refused: bool,
+}
+
+impl Unreachable {
+    fn describe(&self) -> String {
+        if self.refused {
+            format!(
+                "Kafka at kafka.bootstrap = {} refused the connection: {}; check the security settings \
+                 (kafka.security_protocol, kafka.sasl_*, kafka.ssl_*, [kafka.client])",
+                self.bootstrap, self.reason
+            )
+        } else {
+            format!(
+                "Kafka is unreachable at kafka.bootstrap = {} (no metadata within {} ms: {}); \
+                 start a broker (scripts/local-kafka start) or set kafka.bootstrap / --bootstrap",
+                self.bootstrap, self.timeout_ms, self.reason
+            )
+        }
+    }
 }
 
 /// A failed admin operation.

@@ -9,12 +9,12 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use rdkafka::admin::{NewTopic, TopicReplication};
-use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 use serde::Serialize;
 use turnstile::admin::Cluster;
 use turnstile::admin::provision::Replication;
+use turnstile::client::{ClientSettings, QuietEof};
 use turnstile::config::{Config, Overrides};
 use turnstile::load::fill::drain_input;
 use turnstile::load::passthrough::passthrough;
@@ -166,11 +166,10 @@ fn wait_until_committed(
     services: &mut Services,
 ) -> anyhow::Result<()> {
     // Never subscribes, so it does not join (or disturb) the group.
-    let reader: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &config.kafka.bootstrap)
+    let reader: BaseConsumer<QuietEof> = ClientSettings::new(&config.kafka)
         .set("group.id", naming::consumer_group(event_id, service))
         .set("enable.auto.commit", "false")
-        .create()?;
+        .create_with_context(QuietEof)?;
     let mut wanted = TopicPartitionList::new();
     for ((topic, partition), _) in ends {
         wanted.add_partition(topic, *partition);

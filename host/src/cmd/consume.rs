@@ -19,8 +19,7 @@ use crate::cli::{ConsumeArgs, GlobalArgs};
 pub fn run(global: &GlobalArgs, args: ConsumeArgs) -> anyhow::Result<ExitCode> {
     let config = super::load_config(global, Overrides::default())?.config;
     let spec = super::event_topic(&config, args.event, &args.action)?;
-    let records =
-        read_back(&config.kafka.bootstrap, &spec.name.to_string(), "read_committed", Duration::from_secs(30))?;
+    let records = read_back(&config.kafka, &spec.name.to_string(), "read_committed", Duration::from_secs(30))?;
     let mut out = std::io::stdout().lock();
     for record in records {
         let value = serde_json::from_slice(&record.value)

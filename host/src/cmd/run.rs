@@ -225,7 +225,8 @@ fn run_error(err: RunnerError) -> anyhow::Error {
         RunnerError::NotProvisioned { .. }
         | RunnerError::WrongService { .. }
         | RunnerError::Topology(_)
-        | RunnerError::UnequalPartitions { .. } => super::UsageError(err.to_string()).into(),
+        | RunnerError::UnequalPartitions { .. }
+        | RunnerError::DuplicateInstance { .. } => super::UsageError(err.to_string()).into(),
         RunnerError::Admin(AdminError::Connect(unreachable)) => unreachable.into(),
         other => anyhow::Error::new(other).context("the service stopped"),
     }

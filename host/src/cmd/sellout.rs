@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
-use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Message, Offset, TopicPartitionList};
+use turnstile::client::{ClientSettings, QuietEof};
 use turnstile::config::{Config, Overrides};
 use turnstile::load::front::{FrontReport, HttpFront};
 use turnstile::load::plan::{self, Buyer, Mix, Planned};
@@ -90,11 +90,18 @@ pub fn run(global: &GlobalArgs, args: SelloutArgs) -> anyhow::Result<ExitCode> {
 /// prints the verdict and returns the number of problems.
 fn check(config: &Config, chart: &SeatingChart, event_id: u64, plan: &[Planned]) -> anyhow::Result<usize> {
     let timeout = Duration::from_secs(60);
-    let bootstrap = &config.kafka.bootstrap;
-    let statuses =
-        read_back(bootstrap, &naming::booking_status_changed_topic(event_id).to_string(), "read_committed", timeout)?;
-    let results =
-        read_back(bootstrap, &naming::seat_reservation_result_topic(event_id).to_string(), "read_committed", timeout)?;
+    let statuses = read_back(
+        &config.kafka,
+        &naming::booking_status_changed_topic(event_id).to_string(),
+        "read_committed",
+        timeout,
+    )?;
+    let results = read_back(
+        &config.kafka,
+        &naming::seat_reservation_result_topic(event_id).to_string(),
+        "read_committed",
+        timeout,
+    )?;
     let outcome = check_outcome(event_id, config.kafka.partitions, chart, plan, &statuses, &results);
     if outcome.problems.is_empty() {
         println!(
@@ -388,13 +395,17 @@ fn hop(payload: &[u8], is_request: bool) -> Option<(String, Milestone)> {
 
 /// A `read_committed` reader of every partition of `booking-status-changed`
 /// (and, with `hops`, of the seat requests and results between the services).
-fn status_consumer(config: &Config, event_id: u64, partitions: i32, hops: bool) -> anyhow::Result<BaseConsumer> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &config.kafka.bootstrap)
+fn status_consumer(
+    config: &Config,
+    event_id: u64,
+    partitions: i32,
+    hops: bool,
+) -> anyhow::Result<BaseConsumer<QuietEof>> {
+    let consumer: BaseConsumer<QuietEof> = ClientSettings::new(&config.kafka)
         .set("group.id", format!("sellout-{event_id}"))
         .set("enable.auto.commit", "false")
         .set("isolation.level", "read_committed")
-        .create()?;
+        .create_with_context(QuietEof)?;
     let mut topics = vec![naming::booking_status_changed_topic(event_id)];
     if hops {
         topics.push(naming::ticket_command_request_topic(event_id));

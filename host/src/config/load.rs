@@ -111,24 +111,33 @@ fn describe_source(meta: &Metadata) -> String {
     }
 }
 
-/// The original Python system's variable names.
+/// The original Python system's variable names, and the same style for the
+/// security settings (`KAFKA_SASL_USERNAME` is `kafka.sasl_username`).
+const SEED_ENV: &[(&str, &str)] = &[
+    ("KAFKA_BOOTSTRAP_SERVERS", "kafka.bootstrap"),
+    ("EVENT_ID", "service.event_id"),
+    ("CONSUMER_GROUP_ID", "service.group_id"),
+    ("KAFKA_CONSUMER_INSTANCE_ID", "service.consumer_instance_id"),
+    ("KAFKA_PRODUCER_INSTANCE_ID", "service.producer_instance_id"),
+    ("KAFKA_COMPRESSION", "kafka.compression"),
+    ("KAFKA_SECURITY_PROTOCOL", "kafka.security_protocol"),
+    ("KAFKA_SASL_MECHANISM", "kafka.sasl_mechanism"),
+    ("KAFKA_SASL_USERNAME", "kafka.sasl_username"),
+    ("KAFKA_SASL_PASSWORD", "kafka.sasl_password"),
+    ("KAFKA_SASL_PASSWORD_FILE", "kafka.sasl_password_file"),
+    ("KAFKA_SASL_OAUTHBEARER_TOKEN", "kafka.sasl_oauthbearer_token"),
+    ("KAFKA_SASL_OAUTHBEARER_TOKEN_FILE", "kafka.sasl_oauthbearer_token_file"),
+    ("KAFKA_SSL_CA_LOCATION", "kafka.ssl_ca_location"),
+    ("KAFKA_SSL_CERTIFICATE_LOCATION", "kafka.ssl_certificate_location"),
+    ("KAFKA_SSL_KEY_LOCATION", "kafka.ssl_key_location"),
+    ("KAFKA_SSL_KEY_PASSWORD", "kafka.ssl_key_password"),
+    ("KAFKA_SSL_ENDPOINT_IDENTIFICATION", "kafka.ssl_endpoint_identification"),
+];
+
 fn seed_env() -> Env {
-    Env::raw()
-        .only(&[
-            "KAFKA_BOOTSTRAP_SERVERS",
-            "EVENT_ID",
-            "CONSUMER_GROUP_ID",
-            "KAFKA_CONSUMER_INSTANCE_ID",
-            "KAFKA_PRODUCER_INSTANCE_ID",
-        ])
-        .map(|key| {
-            match key.as_str().to_ascii_uppercase().as_str() {
-                "KAFKA_BOOTSTRAP_SERVERS" => "kafka.bootstrap",
-                "EVENT_ID" => "service.event_id",
-                "CONSUMER_GROUP_ID" => "service.group_id",
-                "KAFKA_CONSUMER_INSTANCE_ID" => "service.consumer_instance_id",
-                _ => "service.producer_instance_id",
-            }
-            .into()
-        })
+    let names: Vec<&str> = SEED_ENV.iter().map(|(name, _)| *name).collect();
+    Env::raw().only(&names).map(|key| {
+        let upper = key.as_str().to_ascii_uppercase();
+        SEED_ENV.iter().find(|(name, _)| *name == upper).map(|(_, path)| *path).unwrap_or("").into()
+    })
 }

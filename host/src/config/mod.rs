@@ -1,10 +1,14 @@
 //! Configuration: built-in defaults < `turnstile.toml` (or `--config FILE`) <
 //! environment < command-line flags, merged with figment.
 //!
-//! Environment: `TURNSTILE_{SECTION}__{KEY}` (e.g. `TURNSTILE_KAFKA__BOOTSTRAP`),
-//! plus the seed's variables (`KAFKA_BOOTSTRAP_SERVERS`, `EVENT_ID`,
+//! Environment: `TURNSTILE_{SECTION}__{KEY}` (e.g. `TURNSTILE_KAFKA__BOOTSTRAP`,
+//! `TURNSTILE_KAFKA__CLIENT__SASL_USERNAME` for `[kafka.client]`), plus the
+//! seed's variables (`KAFKA_BOOTSTRAP_SERVERS`, `EVENT_ID`,
 //! `CONSUMER_GROUP_ID`, `KAFKA_CONSUMER_INSTANCE_ID`,
-//! `KAFKA_PRODUCER_INSTANCE_ID`), which `TURNSTILE_*` overrides. Only
+//! `KAFKA_PRODUCER_INSTANCE_ID`) and the same style for security
+//! (`KAFKA_SECURITY_PROTOCOL`, `KAFKA_SASL_MECHANISM`, `KAFKA_SASL_USERNAME`,
+//! `KAFKA_SASL_PASSWORD`, `KAFKA_SSL_CA_LOCATION`, …), which `TURNSTILE_*`
+//! overrides. Only
 //! `TURNSTILE_` variables with a `__` are configuration, so that scripts can
 //! keep their own `TURNSTILE_CACHE`-style variables.
 
@@ -14,6 +18,8 @@ mod load;
 mod metrics;
 mod plugin;
 mod runner;
+mod secret;
+mod security;
 mod service;
 #[cfg(test)]
 mod tests;
@@ -25,11 +31,12 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 pub use gateway::{GatewayAuth, GatewayConfig, MIN_JWT_SECRET_BYTES};
-pub use kafka::{KafkaConfig, ProducerConfig};
+pub use kafka::{ClientProperty, KafkaConfig, ProducerConfig, SaslMechanism, SecurityProtocol, is_secret_property};
 pub use load::{Loaded, Overrides};
 pub use metrics::MetricsConfig;
 pub use plugin::PluginConfig;
 pub use runner::{GroupProtocol, RunnerConfig};
+pub use secret::{REDACTED, Secret};
 pub use service::ServiceConfig;
 pub use topology::TopologyConfig;
 

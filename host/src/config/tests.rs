@@ -18,7 +18,7 @@ fn defaults_follow_the_seed() {
         let c = load(&Overrides::default()).unwrap();
         assert_eq!(c.producer.linger_ms, 50);
         assert_eq!(c.producer.batch_size, 524_288);
-        assert_eq!(c.producer.compression_type, "lz4");
+        assert_eq!(c.kafka.compression, "lz4");
         assert_eq!(c.kafka.partitions, 10);
         Ok(())
     });
@@ -189,4 +189,128 @@ fn topology_topics_come_from_the_file_and_bad_ones_are_refused() {
         assert!(err.contains("sideways"), "{err}");
         Ok(())
     });
+}
+
+#[test]
+fn secured_cluster_settings_come_from_the_seed_style_environment() {
+    Jail::expect_with(|jail| {
+        jail.set_env("KAFKA_SECURITY_PROTOCOL", "SASL_SSL");
+        jail.set_env("KAFKA_SASL_MECHANISM", "SCRAM-SHA-512");
+        jail.set_env("KAFKA_SASL_USERNAME", "booking");
+        jail.set_env("KAFKA_SASL_PASSWORD", "hunter2");
+        let loaded = Loaded::load(None, &Overrides::default()).unwrap();
+        let k = &loaded.config.kafka;
+        assert_eq!(k.security_protocol, SecurityProtocol::SaslSsl);
+        assert_eq!(k.sasl_mechanism, Some(SaslMechanism::ScramSha512));
+        assert_eq!(k.sasl_password.as_ref().map(Secret::expose), Some("hunter2"));
+        // Never shown: not in `turnstile config`, not in Debug; the source is.
+        let shown = loaded.config.to_toml();
+        assert!(!shown.contains("hunter2") && shown.contains("sasl_password = \"***\""), "{shown}");
+        assert!(!format!("{:?}", loaded.config).contains("hunter2"));
+        let source = loaded.provenance().into_iter().find(|(key, _)| key == "kafka.sasl_password").unwrap().1;
+        assert!(source.contains("environment"), "{source}");
+        Ok(())
+    });
+}
+
+#[test]
+fn kafka_client_passes_properties_and_hides_secrets() {
+    Jail::expect_with(|jail| {
+        jail.create_file(
+            DEFAULT_FILE,
+            "[kafka.client]\n\"security.protocol\" = \"SASL_SSL\"\n\"sasl.mechanism\" = \"PLAIN\"\n\
+             \"sasl.username\" = \"key\"\n\"sasl.password\" = \"s3cret\"\n",
+        )?;
+        jail.set_env("TURNSTILE_KAFKA__CLIENT__SOCKET_KEEPALIVE_ENABLE", "true");
+        let loaded = Loaded::load(None, &Overrides::default()).unwrap();
+        let settings = crate::client::ClientSettings::new(&loaded.config.kafka);
+        assert_eq!(settings.get("sasl.password"), Some("s3cret"));
+        assert_eq!(settings.get("socket.keepalive.enable"), Some("true"), "env keys become librdkafka's dotted names");
+        let shown = loaded.config.to_toml();
+        assert!(!shown.contains("s3cret") && shown.contains("\"sasl.username\" = \"key\""), "{shown}");
+        Ok(())
+    });
+}
+
+#[test]
+fn kafka_client_refuses_what_turnstile_owns_and_what_librdkafka_lacks() {
+    let refused = |key: &str, value: &str| {
+        let mut c = Config::default();
+        c.kafka.client.insert(key.into(), ClientProperty::from(value));
+        c.validate().unwrap_err().to_string()
+    };
+    for (key, names) in [
+        ("transactional.id", "transactional.id"),
+        ("isolation.level", "read_committed"),
+        ("enable.auto.commit", "transactions"),
+        ("partitioner", "partition"),
+        ("bootstrap.servers", "kafka.bootstrap"),
+        ("compression.type", "kafka.compression"),
+    ] {
+        let err = refused(key, "x");
+        assert!(err.contains(key) && err.contains(names), "{key}: {err}");
+    }
+    let err = refused("sasl.usernme", "x");
+    assert!(err.contains("kafka.client") && err.contains("sasl.usernme"), "{err}");
+    let err = refused("security.protocol", "tls");
+    assert!(err.contains("security.protocol"), "{err}");
+    // Set both ways: ambiguous.
+    let mut c = Config::default();
+    c.kafka.security_protocol = SecurityProtocol::Ssl;
+    c.kafka.client.insert("security.protocol".into(), ClientProperty::from("ssl"));
+    let err = c.validate().unwrap_err().to_string();
+    assert!(err.contains("kafka.security_protocol"), "{err}");
+}
+
+#[test]
+fn security_settings_must_fit_together() {
+    let mut c = Config::default();
+    c.kafka.security_protocol = SecurityProtocol::SaslSsl;
+    let err = c.validate().unwrap_err().to_string();
+    assert!(err.contains("kafka.sasl_mechanism"), "{err}");
+    c.kafka.sasl_mechanism = Some(SaslMechanism::ScramSha256);
+    assert!(c.validate().unwrap_err().to_string().contains("kafka.sasl_username"));
+    c.kafka.sasl_username = Some("u".into());
+    assert!(c.validate().unwrap_err().to_string().contains("kafka.sasl_password"));
+    c.kafka.sasl_password_file = Some("/nonexistent/password".into());
+    let err = c.validate().unwrap_err().to_string();
+    assert!(err.contains("kafka.sasl_password_file") && err.contains("/nonexistent/password"), "{err}");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("password");
+    std::fs::write(&file, "from-a-file\n").unwrap();
+    c.kafka.sasl_password_file = Some(file);
+    assert!(c.validate().is_ok());
+    assert_eq!(c.kafka.sasl_password().unwrap().unwrap().expose(), "from-a-file");
+
+    // TLS files on a plaintext cluster, a certificate without its key.
+    let mut c = Config::default();
+    c.kafka.ssl_ca_location = Some(dir.path().join("password"));
+    assert!(c.validate().unwrap_err().to_string().contains("uses no TLS"));
+    c.kafka.security_protocol = SecurityProtocol::Ssl;
+    assert!(c.validate().is_ok());
+    c.kafka.ssl_certificate_location = Some(dir.path().join("password"));
+    assert!(c.validate().unwrap_err().to_string().contains("kafka.ssl_key_location"));
+    // SASL settings without SASL.
+    let mut c = Config::default();
+    c.kafka.sasl_username = Some("u".into());
+    assert!(c.validate().unwrap_err().to_string().contains("uses no SASL"));
+    // OAUTHBEARER needs a token.
+    let mut c = Config::default();
+    c.kafka.security_protocol = SecurityProtocol::SaslSsl;
+    c.kafka.sasl_mechanism = Some(SaslMechanism::OauthBearer);
+    assert!(c.validate().unwrap_err().to_string().contains("kafka.sasl_oauthbearer_token"));
+    c.kafka.sasl_oauthbearer_token = Some(Secret::new("t"));
+    assert!(c.validate().is_ok());
+}
+
+#[test]
+fn compression_is_one_setting_for_every_producer() {
+    let mut c = Config::default();
+    c.kafka.compression = "brotli".into();
+    assert!(c.validate().unwrap_err().to_string().contains("kafka.compression"));
+    for codec in ["none", "gzip", "snappy", "lz4", "zstd"] {
+        c.kafka.compression = codec.into();
+        assert!(c.validate().is_ok(), "{codec}");
+        assert_eq!(crate::publisher::producer_properties(&c).get("compression.type"), Some(codec));
+    }
 }

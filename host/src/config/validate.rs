@@ -29,17 +29,12 @@ impl Config {
             ));
         }
         check_range("kafka.request_timeout_ms", k.request_timeout_ms as i64, 100, 600_000)?;
+        self.validate_security()?;
         let p = &self.producer;
         check_range("producer.linger_ms", i64::from(p.linger_ms), 0, 900_000)?;
         check_range("producer.batch_size", i64::from(p.batch_size), 1, 2_147_483_647)?;
         check_range("producer.batch_num_messages", i64::from(p.batch_num_messages), 1, 1_000_000)?;
         check_range("producer.queue_max_messages", i64::from(p.queue_max_messages), 1, 2_147_483_647)?;
-        if !["none", "gzip", "snappy", "lz4", "zstd"].contains(&p.compression_type.as_str()) {
-            return Err(ConfigError::invalid(
-                "producer.compression_type",
-                format!("{:?} is not one of none, gzip, snappy, lz4, zstd", p.compression_type),
-            ));
-        }
         if !["all", "-1", "0", "1"].contains(&p.acks.as_str()) {
             return Err(ConfigError::invalid("producer.acks", format!("{:?} is not one of all, 0, 1", p.acks)));
         }

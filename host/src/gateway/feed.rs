@@ -10,7 +10,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Headers, Message};
@@ -20,8 +19,10 @@ use turnstile_protocol::{BookingCommand, BookingStatusChanged, SeatCommand, Seat
 
 use super::bookings::{Booking, Bookings};
 use super::venue::Venue;
+use crate::client::ClientSettings;
+use crate::client::QuietEof;
+use crate::config::KafkaConfig;
 use crate::naming;
-use crate::state::changelog::QuietEof;
 
 /// Header of a create command: the idempotency key it was published under.
 pub const IDEMPOTENCY_KEY_HEADER: &str = "turnstile-idempotency-key";
@@ -141,7 +142,7 @@ pub enum FeedError {
 /// partition (which librdkafka reports by partition number only) is
 /// unambiguous. Runs until `stop` is set.
 pub fn spawn(
-    bootstrap: &str,
+    kafka: &KafkaConfig,
     event_id: u64,
     partitions: i32,
     views: Arc<Views>,
@@ -157,8 +158,7 @@ pub fn spawn(
     let catching_up = Arc::new(std::sync::atomic::AtomicUsize::new(names.len()));
     let mut threads = Vec::new();
     for topic in names {
-        let consumer: BaseConsumer<QuietEof> = ClientConfig::new()
-            .set("bootstrap.servers", bootstrap)
+        let consumer: BaseConsumer<QuietEof> = ClientSettings::new(kafka)
             .set("group.id", format!("turnstile-gateway-view-{}", uuid::Uuid::new_v4()))
             .set("enable.auto.commit", "false")
             .set("isolation.level", "read_committed")

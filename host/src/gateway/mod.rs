@@ -62,7 +62,7 @@ impl Gateway {
         let auth = Authenticator::from_config(&config.gateway)?;
         let publisher = Publisher::new(config)?;
         let views = Arc::new(Views::default());
-        feed::spawn(&config.kafka.bootstrap, event_id, partitions, views.clone(), stop)?;
+        feed::spawn(&config.kafka, event_id, partitions, views.clone(), stop)?;
         Ok(Arc::new(Gateway {
             event_id,
             partitions,

@@ -6,15 +6,15 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 
+use crate::client::ClientSettings;
+use crate::client::QuietEof;
 use crate::config::Config;
 use crate::publisher::{PublishError, Publisher, producer_properties};
-use crate::state::changelog::QuietEof;
 
 /// What one passthrough run moved.
 #[derive(Debug, Clone, Copy)]
@@ -58,8 +58,7 @@ pub fn passthrough(
 ) -> Result<Passthrough, PassthroughError> {
     // The runner's consumer settings, without the group membership that
     // would add a join to the measurement (partitions are assigned).
-    let consumer: BaseConsumer<QuietEof> = ClientConfig::new()
-        .set("bootstrap.servers", &config.kafka.bootstrap)
+    let consumer: BaseConsumer<QuietEof> = ClientSettings::new(&config.kafka)
         .set("group.id", format!("bench-passthrough-{}", uuid::Uuid::new_v4()))
         .set("enable.auto.commit", "false")
         .set("isolation.level", "read_committed")

@@ -4,13 +4,14 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 
-use crate::state::changelog::QuietEof;
+use crate::client::ClientSettings;
+use crate::client::QuietEof;
+use crate::config::KafkaConfig;
 
 /// One record read back from a topic.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,10 +45,14 @@ pub enum ReadError {
 /// `read_uncommitted`) reader finds, assigned all partitions from the
 /// beginning and reading until each reports its end; in partition, then
 /// offset order.
-pub fn read_back(bootstrap: &str, topic: &str, isolation: &str, timeout: Duration) -> Result<Vec<Record>, ReadError> {
+pub fn read_back(
+    cluster: &KafkaConfig,
+    topic: &str,
+    isolation: &str,
+    timeout: Duration,
+) -> Result<Vec<Record>, ReadError> {
     let kafka = |source| ReadError::Kafka { topic: topic.to_owned(), source };
-    let consumer: BaseConsumer<QuietEof> = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
+    let consumer: BaseConsumer<QuietEof> = ClientSettings::new(cluster)
         .set("group.id", format!("turnstile-read-back-{}", uuid::Uuid::new_v4()))
         .set("enable.auto.commit", "false")
         .set("isolation.level", isolation)

@@ -1,7 +1,7 @@
 //! Why a runner stops: every error that ends a runner, for the supervisor
 //! to classify (heal in place, rebuild, or exit).
 
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 
 use super::transaction::TxnError;
 use crate::admin::AdminError;
@@ -60,4 +60,43 @@ pub enum RunnerError {
     Stalled { age_ms: u64, timeout_ms: u64 },
     #[error("stalled: committed input waits on {} but the consumer fetched none of it for {timeout_ms} ms", .partitions.join(", "))]
     NotFetching { partitions: Vec<String>, timeout_ms: u64 },
+    /// Fenced right after its own `init_transactions`, again and again:
+    /// another live process uses the same transactional id.
+    #[error(
+        "transactional id {transactional_id} was fenced {fences} times in a row right after this instance took it: \
+         another live instance uses instance id {instance_id:?}; give each replica its own \
+         (--instance, service.consumer_instance_id or KAFKA_CONSUMER_INSTANCE_ID; the default is the host name)"
+    )]
+    DuplicateInstance { transactional_id: String, instance_id: String, fences: u32 },
+}
+
+impl RunnerError {
+    /// Was the transactional producer fenced by a newer producer with the
+    /// same transactional id (not a group fence of a zombie)?
+    pub fn is_producer_fenced(&self) -> bool {
+        // The rebalance hook reports its failures as text (librdkafka's
+        // message for `_FENCED`).
+        if let RunnerError::Rebalance(reason) = self
+            && reason.contains("fenced by a newer instance")
+        {
+            return true;
+        }
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(self);
+        while let Some(err) = cause {
+            if let Some(kafka) = err.downcast_ref::<KafkaError>()
+                && matches!(
+                    kafka.rdkafka_error_code(),
+                    Some(
+                        RDKafkaErrorCode::Fenced
+                            | RDKafkaErrorCode::ProducerFenced
+                            | RDKafkaErrorCode::InvalidProducerEpoch
+                    )
+                )
+            {
+                return true;
+            }
+            cause = err.source();
+        }
+        false
+    }
 }

@@ -26,11 +26,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rdkafka::Message as _;
-use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::Producer;
 
 use crate::admin::Cluster;
+use crate::client::ClientSettings;
 use crate::config::{Config, GroupProtocol};
 use crate::naming;
 use crate::plugin::{LoadedPlugin, PluginInstance, StateAccess};
@@ -170,7 +170,7 @@ impl Runner {
             changelog_topic: changelog_topic.clone(),
         }));
         let context = RunnerContext { shared: shared.clone(), metrics: metrics.clone() };
-        let mut consumer_config = ClientConfig::new();
+        let mut consumer_config = ClientSettings::new(&config.kafka);
         if config.metrics.listen.is_some() {
             // For the lag per partition (`RunnerContext::stats`).
             consumer_config.set("statistics.interval.ms", config.metrics.lag_interval_ms.to_string());
@@ -197,7 +197,6 @@ impl Runner {
         }
         // Either way the rebalance hooks check co-location rather than trust it.
         let consumer: BaseConsumer<RunnerContext> = consumer_config
-            .set("bootstrap.servers", &config.kafka.bootstrap)
             .set("group.id", &identity.group_id)
             .set("client.id", format!("{}-{}", identity.service, identity.instance_id))
             .set("enable.auto.commit", "false")

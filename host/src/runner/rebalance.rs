@@ -81,6 +81,8 @@ fn pairs_of(tpl: &TopicPartitionList) -> Vec<(String, i32)> {
 }
 
 impl ClientContext for RunnerContext {
+    crate::oauth_token_refresh!();
+
     /// librdkafka's statistics (`statistics.interval.ms`, on while metrics
     /// are served): the lag of every assigned input partition, from the
     /// position to the last stable offset. Not `consumer_lag`: offsets are

@@ -30,7 +30,7 @@ impl Worker {
             let timeout = Duration::from_millis(self.config.runner.restore_timeout_ms);
             self.restore = Some(
                 Restore::start(
-                    &self.config.kafka.bootstrap,
+                    &self.config.kafka,
                     &self.changelog_topic,
                     &wanted,
                     timeout,

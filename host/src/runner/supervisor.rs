@@ -18,6 +18,14 @@ use crate::config::Config;
 /// starts a new streak instead of counting against the outage timeout.
 const HEALTHY_RUN: Duration = Duration::from_secs(30);
 
+/// A producer fence this soon after the attempt's own `init_transactions`
+/// means someone else took the transactional id right back.
+const FENCE_RIGHT_AFTER_START: Duration = Duration::from_secs(30);
+
+/// After this many such fences in a row, two live processes share an
+/// instance id: no restart can fix that.
+const DUPLICATE_FENCES: u32 = 3;
+
 impl RunnerError {
     /// Whether rebuilding the runner (producer, consumer, state) can fix it.
     pub fn is_recoverable(&self) -> bool {
@@ -30,7 +38,8 @@ impl RunnerError {
             | RunnerError::Rebalance(_)
             | RunnerError::Stalled { .. }
             | RunnerError::NotFetching { .. } => true,
-            RunnerError::Plugin(_)
+            RunnerError::DuplicateInstance { .. }
+            | RunnerError::Plugin(_)
             | RunnerError::NotProvisioned { .. }
             | RunnerError::WrongService { .. }
             | RunnerError::Topology(_)
@@ -56,7 +65,9 @@ pub fn wait_for_cluster(config: &Config, shutdown: &AtomicBool) -> Result<Option
                 }
                 return Ok(Some(cluster));
             }
-            Err(err) if Instant::now() < deadline => {
+            // A refusal (a wrong password, an untrusted certificate) is the
+            // configuration's fault: say so now instead of for two minutes.
+            Err(err) if !err.refused && Instant::now() < deadline => {
                 if !logged {
                     tracing::warn!(bootstrap = %config.kafka.bootstrap, outage_timeout_ms = config.kafka.outage_timeout_ms, error = %err, "waiting for Kafka");
                     logged = true;
@@ -85,6 +96,7 @@ pub fn supervise(
     let mut streak = Streak::default();
     let mut pause = Duration::from_millis(250);
     let mut restarts = 0u32;
+    let mut fences = 0u32;
     loop {
         let attempt = Instant::now();
         let before = metrics.transactions_committed.get();
@@ -101,6 +113,10 @@ pub fn supervise(
         let committed = metrics.transactions_committed.get().saturating_sub(before);
         if !err.is_recoverable() {
             return Err(err);
+        }
+        fences = if err.is_producer_fenced() && attempt.elapsed() < FENCE_RIGHT_AFTER_START { fences + 1 } else { 0 };
+        if fences >= DUPLICATE_FENCES {
+            return Err(duplicate_instance(config, fences));
         }
         if shutdown.load(Ordering::Relaxed) {
             // A stop asked for during an outage: what was not committed is
@@ -125,6 +141,17 @@ pub fn supervise(
         }
         pause = (pause * 2).min(Duration::from_secs(5));
     }
+}
+
+/// The error that names the transactional id two live processes share.
+fn duplicate_instance(config: &Config, fences: u32) -> RunnerError {
+    let s = &config.service;
+    let producer_instance = s.producer_instance_id.as_deref().unwrap_or(&s.consumer_instance_id);
+    let transactional_id = match (&s.name, s.event_id) {
+        (Some(service), Some(event_id)) => crate::naming::transactional_id(service, event_id, producer_instance),
+        _ => format!("(instance {producer_instance})"),
+    };
+    RunnerError::DuplicateInstance { transactional_id, instance_id: s.consumer_instance_id.clone(), fences }
 }
 
 /// How long the runner has been failing without a healthy attempt between.

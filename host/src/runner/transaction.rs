@@ -37,6 +37,10 @@ pub enum TxnError {
     /// The commit thread could not start or died; the runner is rebuilt.
     #[error("transaction commit thread: {0}")]
     Committer(String),
+    /// Records of the transaction were still undelivered when the wait for
+    /// them ended: its offsets were not sent, it is aborted and replayed.
+    #[error("transaction aborted: {in_flight} records still undelivered after {timeout:?}")]
+    Undelivered { in_flight: i32, timeout: Duration },
 }
 
 /// An input partition, by topic name and number.
@@ -438,7 +442,11 @@ fn finish_commit(
         // in, so nothing of it is still in flight when the commit is asked
         // for. See `Publisher::wait_delivered`: without it every commit took
         // 100 ms.
-        producer.wait_delivered(timeout);
+        // The restore's end point counts on it: offsets never go in ahead
+        // of a record of the same transaction.
+        if !producer.wait_delivered(timeout) {
+            return Err(TxnError::Undelivered { in_flight: producer.in_flight(), timeout });
+        }
         let delivered = Instant::now();
         if offsets.count() > 0 {
             // Bounded tighter than the commit: after the group coordinator
@@ -515,4 +523,40 @@ fn classify(err: KafkaError) -> TxnError {
         _ => false,
     };
     if fatal { TxnError::Fatal(err) } else { TxnError::Aborted(err) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::ClientSettings;
+    use crate::config::KafkaConfig;
+
+    /// A producer whose records can never be delivered (nothing listens).
+    fn producer_cluster() -> KafkaConfig {
+        KafkaConfig { bootstrap: "127.0.0.1:9".into(), ..KafkaConfig::default() }
+    }
+
+    fn stranded_producer() -> Publisher {
+        let mut settings = ClientSettings::new(&producer_cluster());
+        settings.set("message.timeout.ms", "60000");
+        Publisher::from_properties(settings).expect("a producer")
+    }
+
+    #[test]
+    fn offsets_never_go_in_ahead_of_an_undelivered_record() {
+        let producer = stranded_producer();
+        producer.publish("t", 0, "k", b"v").expect("queued");
+        let mut offsets = TopicPartitionList::new();
+        offsets.add_partition_offset("input", 0, Offset::Offset(7)).expect("offset");
+        let consumer: rdkafka::consumer::BaseConsumer =
+            ClientSettings::new(&producer_cluster()).set("group.id", "g").create().expect("a consumer");
+        let group = rdkafka::consumer::Consumer::group_metadata(&consumer).expect("group metadata");
+        let result = finish_commit(&producer, &offsets, &group, Duration::from_millis(200), 1);
+        assert!(
+            matches!(result, Err(TxnError::Undelivered { in_flight: 1, .. })),
+            "the commit must stop before send_offsets_to_transaction: {result:?}"
+        );
+        // Dropping a publisher flushes; nothing here can be delivered.
+        producer.producer().purge(rdkafka::producer::PurgeConfig::default().queue().inflight());
+    }
 }

@@ -9,14 +9,15 @@
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
-use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use rdkafka::{Offset, TopicPartitionList};
 
 use super::PartitionState;
 use super::checkpoint::{Anchor, CheckpointDir, digest};
+use crate::client::{ClientSettings, QuietEof};
+use crate::config::KafkaConfig;
 
 /// Why state could not be restored.
 #[derive(Debug, thiserror::Error)]
@@ -31,24 +32,9 @@ pub enum RestoreError {
     Timeout { topic: String, pending: Vec<i32>, timeout: Duration },
 }
 
-/// Logs client errors except reaching the end of a partition, which is how a
-/// restore knows it is done.
-pub(crate) struct QuietEof;
-
-impl ClientContext for QuietEof {
-    fn error(&self, error: KafkaError, reason: &str) {
-        if !matches!(error, KafkaError::PartitionEOF(_) | KafkaError::Global(RDKafkaErrorCode::PartitionEOF)) {
-            tracing::error!(%error, reason, "changelog reader error");
-        }
-    }
-}
-
-impl rdkafka::consumer::ConsumerContext for QuietEof {}
-
 /// A `read_committed` reader of a changelog that reports partition ends.
-fn reader(bootstrap: &str, topic: &str) -> Result<BaseConsumer<QuietEof>, KafkaError> {
-    ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
+fn reader(kafka: &KafkaConfig, topic: &str) -> Result<BaseConsumer<QuietEof>, KafkaError> {
+    ClientSettings::new(kafka)
         .set("group.id", format!("{topic}-restore"))
         .set("enable.auto.commit", "false")
         .set("isolation.level", "read_committed")
@@ -60,13 +46,12 @@ fn reader(bootstrap: &str, topic: &str) -> Result<BaseConsumer<QuietEof>, KafkaE
 /// The high watermarks of `partitions`, as a `read_uncommitted` client sees
 /// them (the true end of the log, open transactions included).
 fn high_watermarks(
-    bootstrap: &str,
+    kafka: &KafkaConfig,
     topic: &str,
     partitions: &[i32],
     timeout: Duration,
 ) -> Result<HashMap<i32, i64>, KafkaError> {
-    let probe: BaseConsumer<QuietEof> = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
+    let probe: BaseConsumer<QuietEof> = ClientSettings::new(kafka)
         .set("isolation.level", "read_uncommitted")
         .set("enable.auto.commit", "false")
         .create_with_context(QuietEof)?;
@@ -92,13 +77,13 @@ fn high_watermarks(
 /// Reads `partitions` of `topic` from the beginning to their committed end,
 /// blocking until done (see [`Restore`] for the end point and the timeout).
 pub fn restore(
-    bootstrap: &str,
+    kafka: &KafkaConfig,
     topic: &str,
     partitions: &[i32],
     timeout: Duration,
     checkpoints: Option<&CheckpointDir>,
 ) -> Result<HashMap<i32, PartitionState>, RestoreError> {
-    let mut restore = Restore::start(bootstrap, topic, partitions, timeout, checkpoints)?;
+    let mut restore = Restore::start(kafka, topic, partitions, timeout, checkpoints)?;
     loop {
         if let Some(states) = restore.step(Duration::from_millis(500))? {
             return Ok(states);
@@ -112,7 +97,7 @@ pub struct Restore {
     consumer: BaseConsumer<QuietEof>,
     topic: String,
     partitions: Vec<i32>,
-    bootstrap: String,
+    kafka: KafkaConfig,
     /// The end to reach per partition, fetched by the first `step` that can.
     targets: Option<HashMap<i32, i64>>,
     pending: HashSet<i32>,
@@ -139,14 +124,14 @@ impl Restore {
     /// With `checkpoints`, a partition with a usable local checkpoint starts
     /// from it and reads only the tail (see [`super::checkpoint`]).
     pub fn start(
-        bootstrap: &str,
+        kafka: &KafkaConfig,
         topic: &str,
         partitions: &[i32],
         timeout: Duration,
         checkpoints: Option<&CheckpointDir>,
     ) -> Result<Self, RestoreError> {
-        let kafka = |source| RestoreError::Kafka { topic: topic.to_owned(), source };
-        let consumer = reader(bootstrap, topic).map_err(kafka)?;
+        let kafka_error = |source| RestoreError::Kafka { topic: topic.to_owned(), source };
+        let consumer = reader(kafka, topic).map_err(kafka_error)?;
         let mut tpl = TopicPartitionList::new();
         let mut states: HashMap<i32, HashMap<Vec<u8>, Vec<u8>>> =
             partitions.iter().map(|&p| (p, HashMap::new())).collect();
@@ -154,22 +139,23 @@ impl Restore {
         for &p in partitions {
             match checkpoints.and_then(|c| c.read(topic, p)) {
                 Some(checkpoint) => {
-                    tpl.add_partition_offset(topic, p, Offset::Offset(checkpoint.anchor.offset)).map_err(kafka)?;
+                    tpl.add_partition_offset(topic, p, Offset::Offset(checkpoint.anchor.offset))
+                        .map_err(kafka_error)?;
                     states.insert(p, checkpoint.entries);
                     unconfirmed.insert(p, checkpoint.anchor);
                 }
-                None => tpl.add_partition_offset(topic, p, Offset::Beginning).map_err(kafka)?,
+                None => tpl.add_partition_offset(topic, p, Offset::Beginning).map_err(kafka_error)?,
             }
         }
         if !partitions.is_empty() {
-            consumer.assign(&tpl).map_err(kafka)?;
+            consumer.assign(&tpl).map_err(kafka_error)?;
         }
         let now = Instant::now();
         Ok(Restore {
             consumer,
             topic: topic.to_owned(),
             partitions: partitions.to_vec(),
-            bootstrap: bootstrap.to_owned(),
+            kafka: kafka.clone(),
             targets: None,
             pending: partitions.iter().copied().collect(),
             states,
@@ -198,7 +184,7 @@ impl Restore {
         if self.targets.is_some() {
             return Ok(true);
         }
-        match high_watermarks(&self.bootstrap, &self.topic, &self.partitions, budget) {
+        match high_watermarks(&self.kafka, &self.topic, &self.partitions, budget) {
             Ok(targets) => {
                 let short: Vec<i32> = targets
                     .iter()
@@ -345,7 +331,7 @@ impl Restore {
             }
             .map_err(kafka)?;
         }
-        self.consumer = reader(&self.bootstrap, &self.topic).map_err(kafka)?;
+        self.consumer = reader(&self.kafka, &self.topic).map_err(kafka)?;
         if tpl.count() > 0 {
             self.consumer.assign(&tpl).map_err(kafka)?;
         }
