@@ -421,6 +421,7 @@ pub fn plugin_path(service: &str) -> PathBuf {
     let name = match service {
         TICKETING_SERVICE => "ticketing",
         SEAT_RESERVATION_SERVICE => "reservation",
+        "misbehave" => "misbehave",
         other => panic!("no plugin for service {other:?}"),
     };
     let bin = turnstile_bin();
@@ -447,6 +448,8 @@ pub struct Service {
     /// Extra environment (configuration overrides such as
     /// `TURNSTILE_RUNNER__COMMIT_INTERVAL_MS`), kept for restarts.
     env: Vec<(String, String)>,
+    /// `--config FILE`, for what the environment cannot say (a topology).
+    config: Option<PathBuf>,
     child: Option<Child>,
     logs: Vec<PathBuf>,
 }
@@ -456,6 +459,27 @@ impl Service {
     /// with the service's release plugin.
     pub fn start(service: &str, event_id: u64, instance: &str) -> Service {
         Self::start_with_env(service, event_id, instance, &[])
+    }
+
+    /// Like [`start_with_env`](Self::start_with_env) with `--config FILE`.
+    pub fn start_configured(
+        service: &str,
+        event_id: u64,
+        instance: &str,
+        config: &std::path::Path,
+        env: &[(&str, &str)],
+    ) -> Service {
+        let mut s = Service {
+            service: service.to_owned(),
+            event_id,
+            instance: instance.to_owned(),
+            env: env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+            config: Some(config.to_owned()),
+            child: None,
+            logs: Vec::new(),
+        };
+        s.spawn();
+        s
     }
 
     /// Starts an instance without `--instance`, as a replica of a scaled
@@ -472,6 +496,7 @@ impl Service {
             event_id,
             instance: instance.to_owned(),
             env: env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+            config: None,
             child: None,
             logs: Vec::new(),
         };
@@ -499,6 +524,9 @@ impl Service {
         cmd.arg("--plugin").arg(plugin_path(&self.service));
         if !self.instance.is_empty() {
             cmd.args(["--instance", &self.instance]);
+        }
+        if let Some(config) = &self.config {
+            cmd.arg("--config").arg(config);
         }
         cmd.envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(file.try_clone().expect("clone the log file handle"))
@@ -1113,6 +1141,7 @@ impl Service {
             event_id,
             instance: instance.to_owned(),
             env: env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+            config: None,
             child: None,
             logs: Vec::new(),
         };

@@ -18,6 +18,7 @@ use rdkafka::message::BorrowedMessage;
 use super::dlq::{self, DeadLetter, Failure};
 use super::input::{self, InputRecord, Placement};
 use super::rebalance::{RunnerContext, Shared, lock};
+use super::turn::Turn;
 use super::{RunnerError, Worker};
 use crate::plugin::{HandleError, Handled, Header, Message, StateAccess};
 use crate::publisher::Record;
@@ -52,8 +53,8 @@ impl Worker {
     ) -> Result<(), RunnerError> {
         let Some((_, first)) = run.first() else { return Ok(()) };
         let partition = first.partition();
-        if !lock(&self.shared).ready(partition) {
-            return put_back(&self.shared, consumer, run);
+        if !lock(&self.shared).ready(partition) || self.turn.is_held_back(partition) {
+            return put_back(&self.shared, &mut self.turn, consumer, run);
         }
         let inputs: Vec<InputRecord<'_>> = run.iter().map(|(_, m)| InputRecord::read(m)).collect();
         let headers: Vec<Vec<Header<'_>>> = inputs
@@ -64,6 +65,10 @@ impl Worker {
         // The records that go to the plugin, and where their outcome goes.
         let mut here: Vec<(usize, Message<'_>)> = Vec::new();
         for (k, ((action, _), input)) in run.iter().zip(&inputs).enumerate() {
+            // Placing a record may call the plugin's `route`.
+            if !self.turn.may_call() {
+                break;
+            }
             if input.reserved_headers_dropped > 0 {
                 tracing::debug!(
                     topic = input.topic,
@@ -118,15 +123,30 @@ impl Worker {
             outcomes.push(outcome);
         }
         let (slots, messages): (Vec<usize>, Vec<Message<'_>>) = here.into_iter().unzip();
-        for (slot, outcome) in slots.into_iter().zip(self.handle(partition, &messages)?) {
+        let handled = self.handle(partition, &messages)?;
+        if handled.len() < messages.len() && self.turn.may_call() {
+            // Never dead-letter a record the plugin did not see.
+            return Err(RunnerError::PluginUnavailable("the plugin returned no outcome for a record".into()));
+        }
+        outcomes.resize_with(run.len(), || None);
+        for (slot, outcome) in slots.into_iter().zip(handled) {
             outcomes[slot] = Some(outcome);
         }
-        for (input, outcome) in inputs.iter().zip(outcomes) {
-            // Never dead-letter a record the plugin did not see.
-            let Some(outcome) = outcome else {
-                return Err(RunnerError::PluginUnavailable("the plugin returned no outcome for a record".into()));
-            };
-            self.finish(input, outcome)?;
+        // The turn's budget ran out at the first record without an outcome:
+        // it and everything after it in the run go back to the consumer.
+        let reached = outcomes.iter().take_while(|o| o.is_some()).count();
+        for (input, outcome) in inputs.iter().zip(outcomes).take(reached) {
+            if let Some(outcome) = outcome {
+                self.finish(input, outcome)?;
+            }
+        }
+        if reached < run.len() {
+            tracing::debug!(
+                partition,
+                put_back = run.len() - reached,
+                "turn budget spent; the rest waits for the next turn"
+            );
+            put_back(&self.shared, &mut self.turn, consumer, &run[reached..])?;
         }
         Ok(())
     }
@@ -154,7 +174,9 @@ impl Worker {
             return Ok(input::placement(input.partition, home.clone()));
         }
         lock(&self.state.0).select(input.partition);
-        let by_value = match self.instance.route(message) {
+        let routed = self.instance.route(message);
+        self.turn.called();
+        let by_value = match routed {
             Ok(Some(routing)) => Some(
                 input::place_by_routing(event_id, kind, &routing, partitions)
                     .map_err(|reason| Failure::new("unroutable", reason))?,
@@ -194,11 +216,12 @@ impl Worker {
         let mut backoff = first_backoff;
         let mut retries = 0;
         let mut outcomes = Vec::with_capacity(messages.len());
-        while outcomes.len() < messages.len() {
+        while outcomes.len() < messages.len() && self.turn.may_call() {
             let next = outcomes.len();
             let end = messages.len().min(next + batch);
             let called = std::time::Instant::now();
             let results = self.instance.handle_batch(&messages[next..end]);
+            self.turn.called();
             self.metrics.plugin_call(called.elapsed());
             let results = match results {
                 Ok(results) if !results.is_empty() => results,
@@ -356,33 +379,25 @@ impl Worker {
 }
 
 /// Records of a partition that may not be handled now. One this instance
-/// still holds (its state is restoring, or it waits for co-partitions)
-/// is put back: the consumer rewinds to the first of them, whose fetch
-/// resumes when the partition does. One it no longer holds (revoked
-/// while later records were being polled) is left to its new owner.
+/// still holds (its state is restoring, it waits for co-partitions, or the
+/// turn's budget is spent) is put back: the consumer rewinds to the first
+/// of them in this turn (see [`Turn`]), whose fetch resumes when the
+/// partition does. One it no longer holds (revoked while later records
+/// were being polled) is left to its new owner.
 fn put_back(
     shared: &Mutex<Shared>,
+    turn: &mut Turn,
     consumer: &BaseConsumer<RunnerContext>,
     run: &[Polled<'_>],
 ) -> Result<(), RunnerError> {
-    let mut rewound: Vec<(&str, i32)> = Vec::new();
-    for (_, message) in run {
-        let (topic, partition) = (message.topic(), message.partition());
-        if rewound.contains(&(topic, partition)) {
-            continue;
-        }
-        rewound.push((topic, partition));
+    let records = run.iter().map(|(_, m)| (m.topic(), m.partition(), m.offset()));
+    for (topic, partition, offset) in turn.rewind_points(records) {
         let held = lock(shared).held.get(&partition).is_some_and(|topics| topics.contains(topic));
         if !held {
-            tracing::debug!(
-                topic,
-                partition,
-                offset = message.offset(),
-                "dropping polled records of a revoked partition"
-            );
+            tracing::debug!(topic, partition, offset, "dropping polled records of a revoked partition");
             continue;
         }
-        let offset = rdkafka::Offset::Offset(message.offset());
+        let offset = rdkafka::Offset::Offset(offset);
         consumer.seek(topic, partition, offset, Duration::from_secs(10)).map_err(|source| RunnerError::Rewind {
             topic: topic.to_owned(),
             partition,

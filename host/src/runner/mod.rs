@@ -19,6 +19,7 @@ mod restore;
 pub mod supervisor;
 mod swap;
 pub mod transaction;
+mod turn;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -47,6 +48,7 @@ use metrics::{InstanceState, Metrics, MetricsSnapshot};
 use rebalance::{RunnerContext, Shared, lock};
 pub use reload::Reloader;
 use transaction::Transaction;
+use turn::Turn;
 
 /// The plugin state as plugins see it: the runner's [`ServiceState`], shared
 /// with the rebalance hooks.
@@ -106,6 +108,8 @@ struct Worker {
     restore: Option<Restore>,
     /// Input topics written by clients (not by a service of the topology).
     client_topics: std::collections::HashSet<String>,
+    /// The loop turn under way: its time budget and what it put back.
+    turn: Turn,
 }
 
 impl Runner {
@@ -246,6 +250,7 @@ impl Runner {
                 changelog_topic,
                 restore: None,
                 client_topics,
+                turn: Turn::new(config),
             },
         })
     }
@@ -297,6 +302,7 @@ impl Runner {
         );
         while !shutdown.load(Ordering::Relaxed) {
             heartbeat::beat();
+            w.turn.restart();
             if let Some(reason) = lock(&w.shared).fatal.take() {
                 return Err(RunnerError::Rebalance(reason));
             }
