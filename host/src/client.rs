@@ -182,7 +182,17 @@ pub fn is_security_failure(error: &KafkaError, reason: &str) -> bool {
                 | RDKafkaErrorCode::UnsupportedSASLMechanism
                 | RDKafkaErrorCode::IllegalSASLState
         )
-    ) || reason.contains("incorrect security.protocol")
+    ) || [
+        // The broker's TLS alerts about our client certificate arrive as
+        // transport failures. Not "SSL handshake failed" alone, nor the
+        // "incorrect security.protocol" hint: a broker restarting cuts
+        // handshakes and first requests too.
+        "alert bad certificate",
+        "alert certificate required",
+        "alert unknown ca",
+    ]
+    .iter()
+    .any(|sign| reason.contains(sign))
 }
 
 /// The last security failure ([`is_security_failure`]) a client reported
@@ -264,6 +274,25 @@ mod tests {
             Some("true"),
             "[kafka.client] is applied after Turnstile's own"
         );
+    }
+
+    #[test]
+    fn refusals_are_told_from_outages() {
+        use rdkafka::error::KafkaError::Global;
+        let transport = RDKafkaErrorCode::BrokerTransportFailure;
+        assert!(is_security_failure(&Global(RDKafkaErrorCode::Authentication), "SASL authentication error"));
+        assert!(is_security_failure(&Global(RDKafkaErrorCode::SSL), "certificate verify failed"));
+        assert!(is_security_failure(&Global(transport), "ssl3_read_bytes: sslv3 alert bad certificate"));
+        // A broker going away is an outage, whatever the handshake was doing.
+        assert!(!is_security_failure(&Global(transport), "Connect to ipv4#127.0.0.1:9092 failed: Connection refused"));
+        assert!(!is_security_failure(
+            &Global(transport),
+            "SSL handshake failed: Disconnected: connecting to a PLAINTEXT broker listener?"
+        ));
+        assert!(!is_security_failure(
+            &Global(transport),
+            "Disconnected while requesting ApiVersion: might be caused by incorrect security.protocol configuration"
+        ));
     }
 
     #[test]

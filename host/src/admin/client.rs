@@ -138,6 +138,9 @@ impl Cluster {
             match consumer.fetch_metadata(None, step) {
                 Ok(_) => break,
                 Err(e) => {
+                    // Client errors reach the context only through a poll
+                    // (no assignment: it returns no records).
+                    let _ = consumer.poll(Duration::ZERO);
                     if let Some(refusal) = context.failures.last() {
                         return Err(unreachable(refusal, true));
                     }

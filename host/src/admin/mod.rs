@@ -44,9 +44,10 @@ impl Unreachable {
     fn describe(&self) -> String {
         if self.refused {
             format!(
-                "Kafka at kafka.bootstrap = {} refused the connection: {}; check the security settings \
-                 (kafka.security_protocol, kafka.sasl_*, kafka.ssl_*, [kafka.client])",
-                self.bootstrap, self.reason
+                "Kafka at kafka.bootstrap = {} refused the connection: {}; {}",
+                self.bootstrap,
+                self.reason,
+                refusal_hint(&self.reason)
             )
         } else {
             format!(
@@ -55,6 +56,25 @@ impl Unreachable {
                 self.bootstrap, self.timeout_ms, self.reason
             )
         }
+    }
+}
+
+/// What to check for a refusal librdkafka described as `reason`.
+fn refusal_hint(reason: &str) -> &'static str {
+    let reason = reason.to_ascii_lowercase();
+    if reason.contains("certificate verify failed") {
+        "the broker's certificate is not signed by a CA in kafka.ssl_ca_location (or the system's trust store), \
+         or does not name the host it was reached by in kafka.bootstrap (host-name verification: \
+         kafka.ssl_endpoint_identification)"
+    } else if reason.contains("bad certificate") || reason.contains("certificate required") {
+        "the broker refused the client certificate: check kafka.ssl_certificate_location and kafka.ssl_key_location"
+    } else if reason.contains("sasl") || reason.contains("authentication") {
+        "check kafka.sasl_mechanism, kafka.sasl_username and the password (kafka.sasl_password or \
+         kafka.sasl_password_file)"
+    } else if reason.contains("security.protocol") {
+        "check kafka.security_protocol against the broker's listener"
+    } else {
+        "check the security settings (kafka.security_protocol, kafka.sasl_*, kafka.ssl_*, [kafka.client])"
     }
 }
 

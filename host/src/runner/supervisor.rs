@@ -30,6 +30,9 @@ impl RunnerError {
     /// Whether rebuilding the runner (producer, consumer, state) can fix it.
     pub fn is_recoverable(&self) -> bool {
         match self {
+            // The cluster refused us (credentials, certificates): only the
+            // configuration can fix that.
+            RunnerError::Admin(crate::admin::AdminError::Connect(unreachable)) if unreachable.refused => false,
             RunnerError::Kafka(_)
             | RunnerError::Publish(_)
             | RunnerError::Admin(_)
