@@ -56,7 +56,9 @@ pub struct RunnerConfig {
     /// producer's `message.max.bytes`. Outputs, dead letters and changelog
     /// records over it are never sent (DOMAIN.md: poison never stops a service).
     pub max_record_bytes: usize,
-    /// Bound on restoring the state of newly assigned partitions.
+    /// How long restoring newly assigned partitions may read nothing before
+    /// it fails (a long changelog may take longer in all; a dead owner's open
+    /// transaction holds it until the broker aborts that).
     pub restore_timeout_ms: u64,
     /// Where instances keep local checkpoints of partition state, so that a
     /// restart reads only the changelog's tail.

@@ -28,7 +28,7 @@ pub enum RestoreError {
         #[source]
         source: KafkaError,
     },
-    #[error("changelog {topic} partitions {pending:?} did not reach their end within {timeout:?}")]
+    #[error("changelog {topic} partitions {pending:?} read nothing for {timeout:?} before their end")]
     Timeout { topic: String, pending: Vec<i32>, timeout: Duration },
 }
 
@@ -111,16 +111,53 @@ pub struct Restore {
     from_checkpoint: Vec<i32>,
     records: u64,
     started: Instant,
-    deadline: Instant,
+    /// Whether the read has stood still for the timeout.
+    stall: Stall,
+    /// The sum of the positions last read, for the stall.
+    positions: i64,
     timeout: Duration,
     last_progress: Instant,
 }
 
+/// How long a restore has read nothing: it fails only after `timeout`
+/// without progress (a record read or a position moved), so a changelog of
+/// any length restores, and one that cannot be read is noticed. A dead
+/// owner's open transaction holds the position still until the broker
+/// aborts it (`transaction.timeout.ms`), so the timeout must exceed that.
+#[derive(Debug)]
+struct Stall {
+    timeout: Duration,
+    since: Instant,
+    /// Records read and the sum of the positions, when last seen moving.
+    mark: (u64, i64),
+}
+
+impl Stall {
+    fn new(timeout: Duration, now: Instant) -> Self {
+        Stall { timeout, since: now, mark: (0, i64::MIN) }
+    }
+
+    /// Notes where the read is at `now`; `true` once it has not moved for
+    /// the timeout.
+    fn stalled(&mut self, mark: (u64, i64), now: Instant) -> bool {
+        if mark != self.mark {
+            self.mark = mark;
+            self.since = now;
+        }
+        now.saturating_duration_since(self.since) > self.timeout
+    }
+
+    /// Whether the timeout has passed without progress, as of the last mark.
+    fn expired(&self, now: Instant) -> bool {
+        now.saturating_duration_since(self.since) > self.timeout
+    }
+}
+
 impl Restore {
-    /// Starts restoring `partitions` of `topic`. `timeout` bounds the whole
-    /// restore; an open transaction of a dead instance holds the end back
-    /// until the broker aborts it (`transaction.timeout.ms`), so it must
-    /// exceed that.
+    /// Starts restoring `partitions` of `topic`. `timeout` bounds how long
+    /// it may read nothing (see [`Stall`]); an open transaction of a dead
+    /// instance holds the end back until the broker aborts it
+    /// (`transaction.timeout.ms`), so it must exceed that.
     /// With `checkpoints`, a partition with a usable local checkpoint starts
     /// from it and reads only the tail (see [`super::checkpoint`]).
     pub fn start(
@@ -164,7 +201,8 @@ impl Restore {
             from_checkpoint: Vec::new(),
             records: 0,
             started: now,
-            deadline: now + timeout,
+            stall: Stall::new(timeout, now),
+            positions: 0,
             timeout,
             last_progress: now,
         })
@@ -203,7 +241,7 @@ impl Restore {
                 self.targets = Some(targets);
                 Ok(true)
             }
-            Err(err) if Instant::now() < self.deadline => {
+            Err(err) if !self.stall.expired(Instant::now()) => {
                 tracing::warn!(topic = %self.topic, error = %err, "cannot read the changelog's end yet; retrying");
                 Ok(false)
             }
@@ -224,7 +262,8 @@ impl Restore {
             return Ok(None);
         }
         while !self.pending.is_empty() {
-            if Instant::now() > self.deadline {
+            let mark = (self.records, self.positions);
+            if self.stall.stalled(mark, Instant::now()) {
                 let mut pending: Vec<i32> = self.pending.iter().copied().collect();
                 pending.sort_unstable();
                 return Err(RestoreError::Timeout { topic: self.topic.clone(), pending, timeout: self.timeout });
@@ -235,7 +274,7 @@ impl Restore {
             }
             match self.consumer.poll(Duration::from_millis(20)) {
                 None | Some(Err(KafkaError::PartitionEOF(_))) => {}
-                // A broker moving or restarting: keep trying until the deadline.
+                // A broker moving or restarting: keep trying while the stall allows.
                 Some(Err(err)) => {
                     tracing::warn!(topic = %self.topic, error = %err, "changelog read failed; retrying until the restore timeout");
                     std::thread::sleep(Duration::from_millis(50));
@@ -271,6 +310,16 @@ impl Restore {
             // too, so it reaches the high watermark exactly when everything
             // is read.
             let Ok(positions) = self.consumer.position() else { continue };
+            // Positions move past commit markers and aborted records too:
+            // progress as much as a record read.
+            self.positions = positions
+                .elements_for_topic(&self.topic)
+                .iter()
+                .filter_map(|e| match e.offset() {
+                    Offset::Offset(position) => Some(position),
+                    _ => None,
+                })
+                .sum();
             let (topic, targets) = (&self.topic, &self.targets);
             let mut unanchored = Vec::new();
             self.pending.retain(|p| match positions.find_partition(topic, *p).map(|e| e.offset()) {
@@ -356,5 +405,28 @@ impl Restore {
         let mut waiting: Vec<i32> = self.pending.iter().copied().collect();
         waiting.sort_unstable();
         tracing::info!(topic = %self.topic, records = self.records, waiting = ?waiting, elapsed = ?self.started.elapsed(), "restoring state");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: Duration = Duration::from_secs(1);
+
+    #[test]
+    fn a_restore_fails_only_after_reading_nothing_for_the_timeout() {
+        let t0 = Instant::now();
+        let mut stall = Stall::new(10 * S, t0);
+        // A long changelog: reading for 10 minutes, never stalled.
+        for minute in 1..=600u64 {
+            assert!(!stall.stalled((minute * 1000, 0), t0 + Duration::from_secs(minute)), "progress at {minute} s");
+        }
+        // Positions that move past markers and aborted records are progress too.
+        assert!(!stall.stalled((600_000, 5), t0 + 605 * S));
+        // Then nothing moves (a dead owner's transaction, an outage).
+        assert!(!stall.stalled((600_000, 5), t0 + 614 * S));
+        assert!(stall.stalled((600_000, 5), t0 + 616 * S));
+        assert!(stall.expired(t0 + 616 * S));
     }
 }
