@@ -50,10 +50,11 @@ pub struct PluginConfig {
 
 impl Default for PluginConfig {
     fn default() -> Self {
+        // Never the shared temporary directory: entries become native code.
         let cache_root = std::env::var_os("XDG_CACHE_HOME")
             .map(PathBuf::from)
             .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-            .unwrap_or_else(std::env::temp_dir);
+            .unwrap_or_else(|| PathBuf::from(".turnstile"));
         PluginConfig {
             deadline_ms: 1000,
             memory_limit_mib: 64,

@@ -32,6 +32,7 @@ impl<S: StateAccess> turnstile::plugin::log::Host for HostState<S> {
             message.push_str(" [truncated]");
         }
         let service: &str = &self.service;
+        let message = super::loggable(&message);
         match level {
             Level::Trace => {
                 tracing::trace!(target: "turnstile::plugin::guest", service, "{message}")

@@ -4,8 +4,14 @@
 //! serialized form takes a fraction of one. An entry is named by the hash of
 //! the component bytes and of the engine's settings, so it can only be
 //! reused by an engine that produces identical code for identical input.
+//!
+//! An entry becomes executable code, so the cache is used only while its
+//! directory and the entry are this user's own and nobody else may write
+//! them: another local user who could plant an entry would run native code
+//! in the host. Otherwise the plugin is compiled, as without a cache.
 
 use std::io::Write;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -26,6 +32,12 @@ pub fn entry_path(dir: &Path, sha256: &str, compat_hash: &str) -> PathBuf {
 /// rewrites in place kills the process with SIGBUS the next time a page of
 /// it is touched, and the copy costs about a millisecond per megabyte.
 pub fn load(engine: &Engine, path: &Path) -> Option<Component> {
+    if let Err(reason) = private(path.parent().unwrap_or(Path::new("."))).and_then(|()| private_file(path)) {
+        if path.exists() {
+            tracing::warn!(path = %path.display(), "not using the compiled-code cache: {reason}");
+        }
+        return None;
+    }
     let bytes = match std::fs::read(path) {
         Ok(bytes) => bytes,
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => return None,
@@ -78,13 +90,45 @@ enum StoreError {
     Serialize(String),
     #[error(transparent)]
     Io(#[from] std::io::Error),
+    #[error("{0}")]
+    NotPrivate(String),
+}
+
+/// `Ok` if `dir` belongs to this user and no one else may write to it.
+fn private(dir: &Path) -> Result<(), String> {
+    let meta = std::fs::metadata(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    owned_and_unshared(&meta, dir)
+}
+
+/// `Ok` if the entry `path` (if it exists) belongs to this user and no one
+/// else may write to it.
+fn private_file(path: &Path) -> Result<(), String> {
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_symlink() => Err(format!("{} is a symbolic link", path.display())),
+        Ok(meta) => owned_and_unshared(&meta, path),
+        Err(_) => Ok(()),
+    }
+}
+
+fn owned_and_unshared(meta: &std::fs::Metadata, path: &Path) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    if meta.uid() != me {
+        return Err(format!("{} belongs to uid {}, not to this user (uid {me})", path.display(), meta.uid()));
+    }
+    if meta.mode() & 0o022 != 0 {
+        return Err(format!("{} may be written by others (mode {:o})", path.display(), meta.mode() & 0o7777));
+    }
+    Ok(())
 }
 
 fn try_store(component: &Component, path: &Path) -> Result<(), StoreError> {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let bytes = component.serialize().map_err(|e| StoreError::Serialize(format!("{e:#}")))?;
     let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    private(dir).map_err(StoreError::NotPrivate)?;
     // A unique temporary name per process and call: concurrent writers of
     // the same entry each rename a complete file, and the last one wins.
     let tmp = dir.join(format!(
@@ -104,4 +148,45 @@ fn try_store(component: &Component, path: &Path) -> Result<(), StoreError> {
         let _ = std::fs::remove_file(&tmp);
     }
     Ok(result?)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    /// A real component (the smallest there is) compiled by a real engine.
+    fn component(engine: &Engine) -> Component {
+        Component::new(engine, "(component)").expect("an empty component compiles")
+    }
+
+    #[test]
+    fn entries_are_used_only_from_a_private_directory() {
+        let engine = Engine::default();
+        let root = tempfile::tempdir().expect("a temporary directory");
+        let dir = root.path().join("compiled");
+        let path = entry_path(&dir, "abc", "def");
+        store(&component(&engine), &path);
+        let mode = std::fs::metadata(&dir).expect("created").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700, "the cache directory is created private");
+        assert!(load(&engine, &path).is_some(), "a private entry is used");
+
+        // Someone else could have written it: compile instead.
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+        assert!(load(&engine, &path).is_none(), "an entry in a world-writable directory is not trusted");
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).expect("chmod");
+        assert!(load(&engine, &path).is_none(), "a world-writable entry is not trusted");
+    }
+
+    #[test]
+    fn nothing_is_written_into_a_shared_directory() {
+        let engine = Engine::default();
+        let root = tempfile::tempdir().expect("a temporary directory");
+        std::fs::set_permissions(root.path(), std::fs::Permissions::from_mode(0o1777)).expect("chmod");
+        let path = entry_path(root.path(), "abc", "def");
+        store(&component(&engine), &path);
+        assert!(!path.exists(), "no entry in a directory others may write");
+    }
 }

@@ -122,6 +122,11 @@ pub(crate) fn new_store<S: StateAccess>(engine: &EngineInner, data: HostState<S>
     let mut store = Store::new(&engine.engine, data);
     store.limiter(|data| &mut data.limits);
     store.set_epoch_deadline(engine.deadline_ticks);
+    // What one call may make the host copy out of the guest (a batch's
+    // results, a log line): no more than the plugin's memory could hold,
+    // not wasmtime's default 128 MiB, even if the guest points many list
+    // elements at the same bytes.
+    store.set_hostcall_fuel(engine.settings.memory_limit);
     store
 }
 
@@ -284,7 +289,7 @@ impl<S: StateAccess> PluginInstance<S> {
                 outcome => {
                     let what = match outcome {
                         Ok(results) => format!("returned {} results", results.len()),
-                        Err(failure) => failure.to_string(),
+                        Err(failure) => super::loggable(&failure.to_string()).into_owned(),
                     };
                     tracing::warn!(
                         service = %self.plugin.service(),
@@ -361,7 +366,8 @@ impl<S: StateAccess> PluginInstance<S> {
             Err(err) => {
                 let failure = classify(&err, &data.limits, engine);
                 let offset = msgs.first().map(|m| m.offset);
-                tracing::warn!(service = %self.plugin.service(), offset, messages = msgs.len(), "plugin failed while {what}, replacing the instance: {failure}");
+                let shown = super::loggable(&failure.to_string()).into_owned();
+                tracing::warn!(service = %self.plugin.service(), offset, messages = msgs.len(), "plugin failed while {what}, replacing the instance: {shown}");
                 if let Err(again) = self.rebuild() {
                     tracing::error!(service = %self.plugin.service(), "cannot re-instantiate the plugin: {again}");
                 }
@@ -507,5 +513,19 @@ fn routing_from_wit(r: wit::Routing) -> Routing {
 impl From<wit::Output> for Output {
     fn from(o: wit::Output) -> Self {
         Output { action: o.action, routing: routing_from_wit(o.routing), payload: o.payload, critical: o.critical }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plugin::{EngineSettings, MemoryState, PluginEngine};
+
+    #[test]
+    fn a_call_copies_out_no_more_than_the_plugin_memory_holds() {
+        let settings = EngineSettings { memory_limit: 3 << 20, pool_instances: None, ..EngineSettings::default() };
+        let engine = PluginEngine::new(settings).expect("an engine");
+        let store = new_store(&engine.inner, HostState::new(MemoryState::default(), "s".into(), &engine.inner));
+        assert_eq!(store.hostcall_fuel(), 3 << 20);
     }
 }

@@ -333,7 +333,7 @@ impl Worker {
                 })
             }
             Outcome::DeadLetter(failure) => {
-                tracing::warn!(topic = input.topic, partition = input.partition, offset = input.offset, kind = failure.kind, reason = %failure.reason, "message dead-lettered");
+                tracing::warn!(topic = input.topic, partition = input.partition, offset = input.offset, kind = failure.kind, reason = %crate::plugin::loggable(&failure.reason), "message dead-lettered");
                 let letter = DeadLetter {
                     failure: &failure,
                     plugin_service: &self.identity.service,
