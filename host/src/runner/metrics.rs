@@ -106,6 +106,8 @@ pub struct Metrics {
     pub forwarded: Counter,
     pub transactions_committed: Counter,
     pub transactions_aborted: Counter,
+    /// Errors the consumer reported instead of records (an undecodable batch).
+    pub consumer_errors: Counter,
     /// Start of a commit to its landing, seconds.
     commit_latency: Histogram,
     /// Input records per committed transaction.
@@ -136,6 +138,7 @@ impl Default for Metrics {
             forwarded: Counter::default(),
             transactions_committed: Counter::default(),
             transactions_aborted: Counter::default(),
+            consumer_errors: Counter::default(),
             // 0.5 ms … ~16 s.
             commit_latency: Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
             // 1 … 16 384 records.
@@ -260,7 +263,7 @@ impl Metrics {
     /// Registers every instrument under `registry` (which carries the
     /// `turnstile` prefix and the instance's labels).
     pub fn register(&self, registry: &mut Registry) {
-        let counters: [(&str, &str, &Counter); 9] = [
+        let counters: [(&str, &str, &Counter); 10] = [
             ("records_processed", "Records the plugin handled successfully", &self.processed),
             ("records_failed", "Records the plugin failed on; each is dead-lettered", &self.failed),
             ("records_dead_lettered", "Records written to the dead-letter topic", &self.dead_lettered),
@@ -278,6 +281,11 @@ impl Metrics {
                 &self.transactions_aborted,
             ),
             ("restore_records", "Changelog records read back into state", &self.restored_records),
+            (
+                "consumer_errors",
+                "Errors the consumer reported instead of records (a batch it cannot decode); the instance state is error while they recur",
+                &self.consumer_errors,
+            ),
         ];
         for (name, help, counter) in counters {
             registry.register(name, help, counter.clone());

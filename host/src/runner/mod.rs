@@ -4,6 +4,7 @@
 //! transaction. ARCHITECTURE.md walks through it.
 
 mod commit;
+mod consumer_errors;
 pub mod dlq;
 mod error;
 mod handle;
@@ -110,6 +111,8 @@ struct Worker {
     client_topics: std::collections::HashSet<String>,
     /// The loop turn under way: its time budget and what it put back.
     turn: Turn,
+    /// What the consumer reported instead of records.
+    consumer_errors: consumer_errors::ConsumerErrors,
 }
 
 impl Runner {
@@ -251,6 +254,7 @@ impl Runner {
                 restore: None,
                 client_topics,
                 turn: Turn::new(config),
+                consumer_errors: Default::default(),
             },
         })
     }
@@ -345,7 +349,10 @@ impl Runner {
                         }
                     }
                     Some(Err(err)) => {
-                        tracing::warn!(error = %err, "consumer error");
+                        w.metrics.consumer_errors.inc();
+                        if let Some(log) = w.consumer_errors.observe(err.to_string(), Instant::now()) {
+                            tracing::warn!(error = %log.text, repeated = log.repeated, "consumer error (a recurring one is logged once a minute; status shows it as the instance's error)");
+                        }
                         idle = polled.is_empty();
                         break;
                     }
@@ -415,7 +422,10 @@ impl Runner {
             }
             if last_written.elapsed() >= Duration::from_secs(1) {
                 last_written = Instant::now();
-                w.write_report("running");
+                match w.consumer_errors.current(Instant::now()).map(str::to_owned) {
+                    Some(error) => w.write_report(&format!("error: {error}")),
+                    None => w.write_report("running"),
+                }
                 w.metrics.update_rate(Duration::from_secs(5));
             }
             if last_report.elapsed() >= Duration::from_secs(10) {
@@ -476,6 +486,9 @@ impl Worker {
             InstanceState::Restoring
         } else if complete == 0 {
             InstanceState::Rebalancing
+        } else if self.consumer_errors.current(Instant::now()).is_some() {
+            // A partition that cannot be read (see `consumer_errors`).
+            InstanceState::Error
         } else {
             InstanceState::Running
         });
