@@ -210,12 +210,41 @@ fn restart_in_place(silent: std::time::Duration) -> ! {
         silent_ms = u64::try_from(silent.as_millis()).unwrap_or(u64::MAX),
         "the runner is stuck inside a Kafka client call (runner.wedge_timeout_ms); restarting this process in place"
     );
+    // librdkafka's wake-up pipes and sockets are not close-on-exec: every
+    // restart in place would leak them into the new incarnation.
+    if let Err(err) = close_on_exec_above_stderr() {
+        tracing::warn!("cannot mark descriptors close-on-exec before restarting: {err}");
+    }
     let mut args = std::env::args_os();
     let argv0 = args.next().unwrap_or_else(|| "turnstile".into());
     // /proc/self/exe still names this binary if the file was replaced since.
     let err = std::process::Command::new("/proc/self/exe").arg0(argv0).args(args).exec();
     eprintln!("error: cannot restart in place: {err}");
     std::process::exit(3)
+}
+
+/// Marks every open descriptor but stdin, stdout and stderr (the log files
+/// the new incarnation keeps) close-on-exec; returns how many it changed.
+fn close_on_exec_above_stderr() -> std::io::Result<usize> {
+    let fds: Vec<libc::c_int> = std::fs::read_dir("/proc/self/fd")?
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|&fd| fd > 2)
+        .collect();
+    let mut changed = 0;
+    for fd in fds {
+        // SAFETY: F_GETFD/F_SETFD only read and set the descriptor's flags;
+        // a descriptor closed meanwhile (the directory's own) answers EBADF.
+        unsafe {
+            let flags = libc::fcntl(fd, libc::F_GETFD);
+            if flags >= 0
+                && flags & libc::FD_CLOEXEC == 0
+                && libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC) == 0
+            {
+                changed += 1;
+            }
+        }
+    }
+    Ok(changed)
 }
 
 /// Failures the user must fix are usage errors (exit 2); the rest, which a
@@ -229,5 +258,28 @@ fn run_error(err: RunnerError) -> anyhow::Error {
         | RunnerError::DuplicateInstance { .. } => super::UsageError(err.to_string()).into(),
         RunnerError::Admin(AdminError::Connect(unreachable)) => unreachable.into(),
         other => anyhow::Error::new(other).context("the service stopped"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_restart_in_place_leaks_no_descriptor() {
+        let mut fds = [0 as libc::c_int; 2];
+        // SAFETY: pipe writes two descriptors into the array (no O_CLOEXEC,
+        // like librdkafka's wake-up pipes).
+        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+        let cloexec = |fd| unsafe { libc::fcntl(fd, libc::F_GETFD) } & libc::FD_CLOEXEC != 0;
+        assert!(!cloexec(fds[0]) && !cloexec(fds[1]));
+        assert!(close_on_exec_above_stderr().expect("/proc/self/fd") >= 2);
+        assert!(cloexec(fds[0]) && cloexec(fds[1]), "both ends are closed by the exec");
+        assert!(!cloexec(2), "stderr (the log) survives the exec");
+        // SAFETY: closing the two descriptors this test opened.
+        unsafe {
+            libc::close(fds[0]);
+            libc::close(fds[1]);
+        }
     }
 }

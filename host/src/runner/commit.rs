@@ -38,6 +38,8 @@ impl Worker {
         let result = {
             let mut shared = lock(&self.shared);
             let Shared { txn, state, .. } = &mut *shared;
+            // For a commit still in flight, which this one waits for.
+            txn.offer_group(|| consumer.group_metadata());
             txn.commit(&mut lock(state), group)
         };
         self.committed(consumer, result)
@@ -53,6 +55,7 @@ impl Worker {
         let result = {
             let mut shared = lock(&self.shared);
             let Shared { txn, state, .. } = &mut *shared;
+            txn.offer_group(|| consumer.group_metadata());
             txn.start_commit(&mut lock(state), group)
         };
         self.committed(consumer, result)
@@ -63,6 +66,7 @@ impl Worker {
         let result = {
             let mut shared = lock(&self.shared);
             let Shared { txn, state, .. } = &mut *shared;
+            txn.offer_group(|| consumer.group_metadata());
             txn.settle(&mut lock(state), block)
         };
         match result {

@@ -129,6 +129,7 @@ impl ConsumerContext for RunnerContext {
             // Both wait for a commit in flight first. A poisoned transaction
             // holds part of a message: never commit it.
             let lost = consumer.assignment_lost() || txn.is_poisoned();
+            txn.offer_group(|| consumer.group_metadata());
             let outcome = match (lost, consumer.group_metadata()) {
                 (false, Some(group)) => txn.commit(&mut state, group).map(|()| "committed"),
                 _ => txn.abort(&mut state).map(|_| "aborted"),

@@ -64,9 +64,39 @@ pub struct Landed {
     pub latency: Duration,
 }
 
+/// The newest group metadata the poll loop offered a commit in flight.
+///
+/// The commit thread sends the offsets after every record is delivered,
+/// some milliseconds after the commit started; a member epoch bumped in
+/// between (KIP-848 reconciliation, on every scale event) fails the offset
+/// commit with `STALE_MEMBER_EPOCH` and aborts the transaction. Kafka
+/// Streams reads the metadata right before `sendOffsetsToTransaction`; here
+/// the loop, which owns the consumer, offers it on every turn while a
+/// commit is in flight, and the thread takes the newest.
+#[derive(Debug)]
+struct Offered<T>(std::sync::Mutex<Option<T>>);
+
+impl<T> Default for Offered<T> {
+    fn default() -> Self {
+        Offered(std::sync::Mutex::new(None))
+    }
+}
+
+impl<T> Offered<T> {
+    fn offer(&self, value: T) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(value);
+    }
+
+    fn take(&self) -> Option<T> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+}
+
 /// A commit running on its own thread, and what is needed once it ends.
 struct InFlight {
     handle: std::thread::JoinHandle<Result<HashMap<i32, i64>, TxnError>>,
+    /// Fresher group metadata for its offsets.
+    group: Arc<Offered<ConsumerGroupMetadata>>,
     /// Digest of the last changelog record of each partition with writes.
     last: HashMap<i32, String>,
     /// Where a failure rewinds to.
@@ -283,14 +313,32 @@ impl Transaction {
             offsets.add_partition_offset(topic, *partition, Offset::Offset(*next)).map_err(TxnError::Fatal)?;
         }
         let (producer, timeout, messages) = (self.producer.clone(), self.timeout, self.messages);
+        let offered = Arc::new(Offered::default());
+        let fresher = offered.clone();
         let handle = std::thread::Builder::new()
             .name("turnstile-commit".into())
-            .spawn(move || finish_commit(&producer, &offsets, &group, timeout, messages))
+            .spawn(move || finish_commit(&producer, &offsets, &group, &fresher, timeout, messages))
             .map_err(|e| TxnError::Committer(e.to_string()))?;
-        self.in_flight =
-            Some(InFlight { handle, last, first: std::mem::take(&mut self.first), messages, since: Instant::now() });
+        self.in_flight = Some(InFlight {
+            handle,
+            group: offered,
+            last,
+            first: std::mem::take(&mut self.first),
+            messages,
+            since: Instant::now(),
+        });
         self.drop_open();
         Ok(())
+    }
+
+    /// Offers the commit in flight (if any, and still running) the
+    /// consumer's group metadata as of now, for its offsets (see [`Offered`]).
+    pub fn offer_group(&self, group: impl FnOnce() -> Option<ConsumerGroupMetadata>) {
+        if let Some(flight) = self.in_flight.as_ref().filter(|f| !f.handle.is_finished())
+            && let Some(group) = group()
+        {
+            flight.group.offer(group);
+        }
     }
 
     /// Collects the commit in flight if it has ended (or, with `block`,
@@ -433,6 +481,7 @@ fn finish_commit(
     producer: &Publisher,
     offsets: &TopicPartitionList,
     group: &ConsumerGroupMetadata,
+    fresher: &Offered<ConsumerGroupMetadata>,
     timeout: Duration,
     messages: usize,
 ) -> Result<HashMap<i32, i64>, TxnError> {
@@ -449,6 +498,8 @@ fn finish_commit(
         }
         let delivered = Instant::now();
         if offsets.count() > 0 {
+            let offered = fresher.take();
+            let group = newest(offered.as_ref(), group);
             // Bounded tighter than the commit: after the group coordinator
             // moved, librdkafka was seen retrying this call for minutes
             // (KIP-848 group, three-broker rolling restart). Nothing is
@@ -482,6 +533,12 @@ fn finish_commit(
             Err(err)
         }
     }
+}
+
+/// The group metadata to send offsets with: the one offered since the
+/// commit started, else the one it started with.
+fn newest<'a, T>(offered: Option<&'a T>, started_with: &'a T) -> &'a T {
+    offered.unwrap_or(started_with)
 }
 
 /// Attempts and per-attempt timeout of `send_offsets_to_transaction`.
@@ -543,6 +600,17 @@ mod tests {
     }
 
     #[test]
+    fn offsets_go_with_the_newest_group_metadata_offered() {
+        let offered = Offered::default();
+        assert_eq!(*newest(offered.take().as_ref(), &1), 1, "none offered: the one the commit started with");
+        offered.offer(2);
+        offered.offer(3);
+        let taken = offered.take();
+        assert_eq!(*newest(taken.as_ref(), &1), 3, "the newest offer");
+        assert!(offered.take().is_none(), "an offer is used once");
+    }
+
+    #[test]
     fn offsets_never_go_in_ahead_of_an_undelivered_record() {
         let producer = stranded_producer();
         producer.publish("t", 0, "k", b"v").expect("queued");
@@ -551,7 +619,7 @@ mod tests {
         let consumer: rdkafka::consumer::BaseConsumer =
             ClientSettings::new(&producer_cluster()).set("group.id", "g").create().expect("a consumer");
         let group = rdkafka::consumer::Consumer::group_metadata(&consumer).expect("group metadata");
-        let result = finish_commit(&producer, &offsets, &group, Duration::from_millis(200), 1);
+        let result = finish_commit(&producer, &offsets, &group, &Offered::default(), Duration::from_millis(200), 1);
         assert!(
             matches!(result, Err(TxnError::Undelivered { in_flight: 1, .. })),
             "the commit must stop before send_offsets_to_transaction: {result:?}"
