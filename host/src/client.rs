@@ -103,12 +103,41 @@ impl ClientSettings {
         self.to_client_config().create()
     }
 
-    /// Creates a client with `context`.
-    pub fn create_with_context<C: ClientContext, T: FromClientConfigAndContext<C>>(
-        &self,
-        context: C,
-    ) -> KafkaResult<T> {
-        self.to_client_config().create_with_context(context)
+    /// Creates a client with `context`, holding its OAUTHBEARER token from
+    /// the start when the settings use one (see [`set_oauth_token_now`]).
+    pub fn create_with_context<C, T>(&self, context: C) -> KafkaResult<T>
+    where
+        C: ClientContext,
+        T: FromClientConfigAndContext<C> + HasClient<C>,
+    {
+        let client: T = self.to_client_config().create_with_context(context)?;
+        if let Err(reason) = set_oauth_token_now(client.native_client(), self) {
+            return Err(KafkaError::ClientCreation(format!("the OAUTHBEARER token: {reason}")));
+        }
+        Ok(client)
+    }
+}
+
+/// A Kafka client type whose librdkafka handle can be reached.
+pub trait HasClient<C: ClientContext> {
+    fn native_client(&self) -> &rdkafka::client::Client<C>;
+}
+
+impl<C: rdkafka::consumer::ConsumerContext> HasClient<C> for rdkafka::consumer::BaseConsumer<C> {
+    fn native_client(&self) -> &rdkafka::client::Client<C> {
+        rdkafka::consumer::Consumer::client(self)
+    }
+}
+
+impl<C: rdkafka::producer::ProducerContext + 'static> HasClient<C> for rdkafka::producer::ThreadedProducer<C> {
+    fn native_client(&self) -> &rdkafka::client::Client<C> {
+        rdkafka::producer::Producer::client(self)
+    }
+}
+
+impl<C: ClientContext> HasClient<C> for rdkafka::admin::AdminClient<C> {
+    fn native_client(&self) -> &rdkafka::client::Client<C> {
+        self.inner()
     }
 }
 
@@ -213,6 +242,46 @@ impl SecurityFailures {
     /// The most recent one, if any.
     pub fn last(&self) -> Option<String> {
         self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+/// Hands `client` its OAUTHBEARER token now. librdkafka asks for it through
+/// an event that only a poll serves: rdkafka's admin client polls only its
+/// own results, and a reader that asks for metadata or watermarks before its
+/// first poll would wait forever. Long-lived clients then refresh through
+/// their context ([`oauth_token_refresh`]). A no-op unless the settings use
+/// OAUTHBEARER.
+pub fn set_oauth_token_now<C: ClientContext>(
+    client: &rdkafka::client::Client<C>,
+    settings: &ClientSettings,
+) -> Result<(), String> {
+    if settings.get("sasl.mechanism").is_none_or(|m| !m.eq_ignore_ascii_case("OAUTHBEARER")) {
+        return Ok(());
+    }
+    let token = oauth_token(settings.get("sasl.oauthbearer.config")).map_err(|e| e.to_string())?;
+    let value = std::ffi::CString::new(token.token).map_err(|e| e.to_string())?;
+    let principal = std::ffi::CString::new(token.principal_name).map_err(|e| e.to_string())?;
+    let mut err = [0 as std::ffi::c_char; 512];
+    // SAFETY: the client handle is live for the borrow; every string is a
+    // NUL-terminated CString that outlives the call, no extensions are
+    // passed, and `err` is a writable buffer of the length given.
+    let code = unsafe {
+        rdkafka::bindings::rd_kafka_oauthbearer_set_token(
+            client.native_ptr(),
+            value.as_ptr(),
+            token.lifetime_ms,
+            principal.as_ptr(),
+            std::ptr::null_mut(),
+            0,
+            err.as_mut_ptr(),
+            err.len(),
+        )
+    };
+    if code == rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
+        Ok(())
+    } else {
+        // SAFETY: librdkafka writes a NUL-terminated message into `err`.
+        Err(unsafe { std::ffi::CStr::from_ptr(err.as_ptr()) }.to_string_lossy().into_owned())
     }
 }
 

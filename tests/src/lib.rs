@@ -469,17 +469,23 @@ impl Service {
         config: &std::path::Path,
         env: &[(&str, &str)],
     ) -> Service {
-        let mut s = Service {
+        let mut s = Self::unstarted(service, event_id, instance, env);
+        s.config = Some(config.to_owned());
+        s.spawn();
+        s
+    }
+
+    /// A guard for an instance not started yet.
+    fn unstarted(service: &str, event_id: u64, instance: &str, env: &[(&str, &str)]) -> Service {
+        Service {
             service: service.to_owned(),
             event_id,
             instance: instance.to_owned(),
             env: env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
-            config: Some(config.to_owned()),
+            config: None,
             child: None,
             logs: Vec::new(),
-        };
-        s.spawn();
-        s
+        }
     }
 
     /// Starts an instance without `--instance`, as a replica of a scaled
@@ -491,15 +497,7 @@ impl Service {
     /// Like [`start`](Self::start) with extra environment variables (an
     /// empty `instance` passes no `--instance`).
     pub fn start_with_env(service: &str, event_id: u64, instance: &str, env: &[(&str, &str)]) -> Service {
-        let mut s = Service {
-            service: service.to_owned(),
-            event_id,
-            instance: instance.to_owned(),
-            env: env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
-            config: None,
-            child: None,
-            logs: Vec::new(),
-        };
+        let mut s = Self::unstarted(service, event_id, instance, env);
         s.spawn();
         s
     }
@@ -1136,15 +1134,7 @@ impl Service {
         plugins: &std::path::Path,
         env: &[(&str, &str)],
     ) -> Service {
-        let mut s = Service {
-            service: service.to_owned(),
-            event_id,
-            instance: instance.to_owned(),
-            env: env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
-            config: None,
-            child: None,
-            logs: Vec::new(),
-        };
+        let mut s = Self::unstarted(service, event_id, instance, env);
         let dir = log_dir(event_id);
         let (log, file) = (1..)
             .find_map(|n| {

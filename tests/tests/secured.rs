@@ -69,6 +69,43 @@ fn refused_command(args: &[&str], env: &[(&str, &str)], names: &[&str]) {
 #[test]
 fn the_main_job_runs_on_the_secured_cluster() {
     let protocol = require_secured!();
+    main_job(&protocol, &[], &[]);
+}
+
+/// The same with an OAUTHBEARER token file instead of a password: every
+/// client (admin, services, publisher, readers) logs in with the token.
+#[test]
+fn the_main_job_runs_with_an_oauthbearer_token() {
+    let protocol = require_secured!();
+    if !protocol.starts_with("sasl") {
+        eprintln!("SKIPPED: {protocol} uses no SASL");
+        return;
+    }
+    let token = tls_dir().join("oauth.token");
+    let token = token.to_string_lossy();
+    main_job(
+        &protocol,
+        &[("TURNSTILE_KAFKA__SASL_MECHANISM", "OAUTHBEARER"), ("TURNSTILE_KAFKA__SASL_OAUTHBEARER_TOKEN_FILE", &token)],
+        &["TURNSTILE_KAFKA__SASL_USERNAME", "TURNSTILE_KAFKA__SASL_PASSWORD"],
+    );
+    // A token the broker does not accept is a refusal, named at once.
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let forged = dir.path().join("forged.token");
+    std::fs::write(&forged, "eyJhbGciOiJub25lIn0.bm90IGpzb24.").expect("write a token");
+    let forged = forged.to_string_lossy();
+    let mut cmd = turnstile_command(["status"]);
+    cmd.env("TURNSTILE_KAFKA__SASL_MECHANISM", "OAUTHBEARER")
+        .env("TURNSTILE_KAFKA__SASL_OAUTHBEARER_TOKEN_FILE", &*forged)
+        .env_remove("TURNSTILE_KAFKA__SASL_USERNAME")
+        .env_remove("TURNSTILE_KAFKA__SASL_PASSWORD");
+    let refused = run(cmd);
+    assert_eq!(refused.code, 2, "{refused}");
+    assert!(refused.stderr.contains("refused"), "{refused}");
+}
+
+/// Provision, both services and a sellout of 600 bookings with its
+/// contract check, then `status`, with `env` set and `unset` removed.
+fn main_job(protocol: &str, env: &[(&str, &str)], unset: &[&str]) {
     let id = unique_event_id();
     let seating = std::env::temp_dir().join(format!("secured-seating-{id}.json"));
     std::fs::write(
@@ -77,12 +114,19 @@ fn the_main_job_runs_on_the_secured_cluster() {
     )
     .expect("write a seating chart");
     let plugin_dir = plugin_path(turnstile::naming::TICKETING_SERVICE).parent().expect("a plugin directory").to_owned();
-    let mut cmd = turnstile_command(["sellout", "--event", &id.to_string(), "--bookings", "600"]);
+    let settings = |mut cmd: std::process::Command| {
+        cmd.envs(env.iter().copied());
+        for name in unset {
+            cmd.env_remove(name);
+        }
+        cmd
+    };
+    let mut cmd = settings(turnstile_command(["sellout", "--event", &id.to_string(), "--bookings", "600"]));
     cmd.arg("--seating").arg(&seating).arg("--plugin-dir").arg(&plugin_dir);
     let sellout = run(cmd);
     sellout.expect_success();
     assert!(sellout.stdout.contains("PASS"), "the contract check passes over {protocol}\n{sellout}");
-    turnstile(["status", "--event", &id.to_string()]).expect_success();
+    run(settings(turnstile_command(["status", "--event", &id.to_string()]))).expect_success();
     cleanup(id);
 }
 
