@@ -65,11 +65,10 @@ impl Config {
         check_client_properties(k)?;
         // The protocol clients will use, `[kafka.client]` included.
         let client = |key: &str| k.client_properties().find(|(k, _)| normalize_key(k) == key).map(|(_, v)| v);
-        let protocol = match client("security.protocol") {
-            Some(value) => Some(value.to_ascii_lowercase()),
-            None => Some(k.security_protocol.as_librdkafka().to_owned()),
-        };
-        let protocol = protocol.as_deref().unwrap_or("plaintext");
+        let protocol = client("security.protocol")
+            .map(str::to_ascii_lowercase)
+            .unwrap_or_else(|| k.security_protocol.as_librdkafka().to_owned());
+        let protocol = protocol.as_str();
         let sasl = protocol.starts_with("sasl_");
         let tls = protocol == "ssl" || protocol == "sasl_ssl";
         let sasl_fields = [
