@@ -149,10 +149,9 @@ pub fn supervise(
 /// The error that names the transactional id two live processes share.
 fn duplicate_instance(config: &Config, fences: u32) -> RunnerError {
     let s = &config.service;
-    let producer_instance = s.producer_instance_id.as_deref().unwrap_or(&s.consumer_instance_id);
     let transactional_id = match (&s.name, s.event_id) {
-        (Some(service), Some(event_id)) => crate::naming::transactional_id(service, event_id, producer_instance),
-        _ => format!("(instance {producer_instance})"),
+        (Some(service), Some(event_id)) => super::Identity::from_config(config, service, event_id).transactional_id,
+        _ => format!("(instance {})", s.producer_instance_id.as_deref().unwrap_or(&s.consumer_instance_id)),
     };
     RunnerError::DuplicateInstance { transactional_id, instance_id: s.consumer_instance_id.clone(), fences }
 }
