@@ -20,9 +20,10 @@ use turnstile_tests::*;
 const PARTITIONS: i32 = 6;
 const CHART: &str = r#"{"rows":10,"cols":16,"sections":[{"name":"A","price":100,"subsections":3},{"name":"B","price":80,"subsections":3}]}"#;
 const BOOKINGS: usize = 300;
-/// A runner stuck inside a client call is replaced after 60 s instead of
-/// the default 120 s, so that one such restart fits the test's deadlines.
-const WATCHDOG: [(&str, &str); 1] = [("TURNSTILE_RUNNER__WEDGE_TIMEOUT_MS", "60000")];
+/// The longest an instance may go without a heartbeat while the cluster
+/// has a live majority (the default `runner.wedge_timeout_ms`): beyond it,
+/// its partitions wait on an instance that makes no progress.
+const SILENCE_BOUND: Duration = Duration::from_secs(30);
 
 fn cluster() -> Option<LocalCluster> {
     match LocalCluster::find(3) {
@@ -49,9 +50,9 @@ impl Flow {
         let id = unique_event_id();
         let (_, chart) = provision_with_chart(id, PARTITIONS, CHART);
         let services = vec![
-            Service::start_with_env(TICKETING_SERVICE, id, "1", &WATCHDOG),
-            Service::start_with_env(TICKETING_SERVICE, id, "2", &WATCHDOG),
-            Service::start_with_env(SEAT_RESERVATION_SERVICE, id, "1", &WATCHDOG),
+            Service::start(TICKETING_SERVICE, id, "1"),
+            Service::start(TICKETING_SERVICE, id, "2"),
+            Service::start(SEAT_RESERVATION_SERVICE, id, "1"),
         ];
         let sellout = Sellout::new(id, PARTITIONS, chart.clone(), plan_bookings(&chart, BOOKINGS, id));
         let mut flow = Flow { id, services, sellout };
@@ -104,7 +105,27 @@ impl Flow {
         for s in &mut self.services {
             s.stop();
         }
+        self.assert_never_silent();
         cleanup(self.id);
+    }
+
+    /// No instance went longer than [`SILENCE_BOUND`] without a heartbeat
+    /// (each reports its longest silence when it stops), and none had to
+    /// be replaced by its process watchdog.
+    fn assert_never_silent(&self) {
+        let logs = self.logs();
+        let mut reported = 0;
+        for s in &self.services {
+            let replaced = s.log_lines_containing("restarting this process in place");
+            assert!(replaced.is_empty(), "{s} was stuck until its watchdog replaced it: {replaced:?}\n{logs}");
+            for line in s.log_lines_containing("longest_silence_ms: ") {
+                let silence = longest_silence(&line);
+                eprintln!("{s}: longest silence {silence:?}");
+                assert!(silence < SILENCE_BOUND, "{s} was silent for {silence:?}: {line}\n{logs}");
+                reported += 1;
+            }
+        }
+        assert!(reported > 0, "no instance reported its longest silence when it stopped\n{logs}");
     }
 
     /// Lines with a warning or an error in the services' logs.
@@ -114,6 +135,16 @@ impl Flow {
             .map(|s| s.log_lines_containing(" WARN ").len() + s.log_lines_containing("ERROR").len())
             .sum()
     }
+}
+
+/// The `longest_silence_ms` of a stop line's metrics.
+fn longest_silence(line: &str) -> Duration {
+    let digits: String = line
+        .split("longest_silence_ms: ")
+        .nth(1)
+        .map(|rest| rest.chars().take_while(char::is_ascii_digit).collect())
+        .unwrap_or_default();
+    Duration::from_millis(digits.parse().unwrap_or_else(|_| panic!("no silence in {line}")))
 }
 
 /// The broker id leading the most partitions of the event's topics.

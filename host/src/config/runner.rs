@@ -1,6 +1,7 @@
 //! `[runner]`: the consume → plugin → produce loop.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -47,8 +48,11 @@ pub struct RunnerConfig {
     pub transaction_timeout_ms: u64,
     /// `max.poll.interval.ms` of the input consumer.
     pub max_poll_interval_ms: u64,
-    /// A runner loop silent this long (stuck inside one Kafka client call)
-    /// makes `turnstile run` replace its process in place.
+    /// A runner silent this long (stuck inside one Kafka client call) makes
+    /// `turnstile run` replace its process in place. Every blocking step of
+    /// the runner is bounded by a third of it (see
+    /// [`RunnerConfig::call_timeout`]), so an instance that cannot make
+    /// progress is rebuilt in process long before.
     pub wedge_timeout_ms: u64,
     /// How services join their consumer groups (see [`GroupProtocol`]).
     pub group_protocol: GroupProtocol,
@@ -107,13 +111,25 @@ impl Default for RunnerConfig {
             transaction_timeout_ms: 15_000,
             max_poll_interval_ms: 60_000,
             group_protocol: GroupProtocol::Consumer,
-            wedge_timeout_ms: 120_000,
+            wedge_timeout_ms: 30_000,
             max_record_bytes: 1_000_000,
-            restore_timeout_ms: 120_000,
+            restore_timeout_ms: 30_000,
             checkpoint_dir: PathBuf::from(".turnstile/checkpoints"),
             checkpoint_interval_ms: 10_000,
             checkpoint_max_age_ms: 3_600_000,
-            stall_timeout_ms: 30_000,
+            stall_timeout_ms: 20_000,
         }
+    }
+}
+
+impl RunnerConfig {
+    /// The bound of each blocking Kafka call of the runner (initializing,
+    /// aborting, a whole commit as the loop waits for it, closing a failed
+    /// runner's clients): a third of `wedge_timeout_ms`, so that the longest
+    /// chain between two heartbeats (the revoke hook's two commits, or a
+    /// teardown's abort and close) stays inside the watchdog's bound and an
+    /// instance that cannot make progress is rebuilt in process first.
+    pub fn call_timeout(&self) -> Duration {
+        Duration::from_millis(self.wedge_timeout_ms / 3)
     }
 }

@@ -34,6 +34,12 @@ fn a_message_that_cannot_finish_inside_its_transaction_is_refused() {
     assert!(err.contains("runner.transaction_timeout_ms") && err.contains("25350 ms"), "{err}");
     c.runner.transaction_timeout_ms = 60_000;
     c.runner.max_poll_interval_ms = 60_000;
+    let err = c.validate().unwrap_err().to_string();
+    assert!(err.contains("runner.restore_timeout_ms") && err.contains("dead owner"), "{err}");
+    c.runner.restore_timeout_ms = 90_000;
+    let err = c.validate().unwrap_err().to_string();
+    assert!(err.contains("runner.wedge_timeout_ms") && err.contains("slow loop turn"), "{err}");
+    c.runner.wedge_timeout_ms = 90_000;
     assert!(c.validate().is_ok(), "raising the timeouts makes room");
     // The backoff doubles but is capped.
     let mut c = Config::default();

@@ -78,6 +78,26 @@ impl Config {
         // Half of the broker's default delete.retention.ms.
         check_range("runner.checkpoint_max_age_ms", r.checkpoint_max_age_ms as i64, 1_000, 43_200_000)?;
         check_range("runner.stall_timeout_ms", r.stall_timeout_ms as i64, 1_000, 3_600_000)?;
+        if r.restore_timeout_ms <= r.transaction_timeout_ms {
+            return Err(ConfigError::invalid(
+                "runner.restore_timeout_ms",
+                format!(
+                    "{} must exceed runner.transaction_timeout_ms ({}): a dead owner's open transaction holds a restore that long",
+                    r.restore_timeout_ms, r.transaction_timeout_ms
+                ),
+            ));
+        }
+        // A loop turn may take half of this (see `runner::turn`) without a heartbeat.
+        let turn_bound = r.transaction_timeout_ms.min(r.max_poll_interval_ms);
+        if r.wedge_timeout_ms <= turn_bound {
+            return Err(ConfigError::invalid(
+                "runner.wedge_timeout_ms",
+                format!(
+                    "{} must exceed the smaller of runner.transaction_timeout_ms and runner.max_poll_interval_ms ({turn_bound}): a slow loop turn is not a stuck one",
+                    r.wedge_timeout_ms
+                ),
+            ));
+        }
         let budget = w.memory_limit_mib << 20;
         check_range("plugin.max_pending_state_bytes", w.max_pending_state_bytes as i64, 1, budget as i64)?;
         check_range("plugin.max_key_bytes", w.max_key_bytes as i64, 1, r.max_record_bytes as i64)?;

@@ -5,6 +5,7 @@
 //! recurs the instance reports `error` with the reason (`status`, `/readyz`,
 //! the `state` metric) instead of looking healthy.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 /// How often one recurring error is logged.
@@ -66,7 +67,7 @@ impl ConsumerErrors {
         }
     }
 
-    /// The error that keeps recurring at `now`, if any.
+    /// The error that keeps recurring at `now`, if any (see [`PERSISTS_FOR`]).
     pub(super) fn current(&self, now: Instant) -> Option<&str> {
         self.last
             .as_ref()
@@ -78,9 +79,55 @@ impl ConsumerErrors {
     }
 }
 
+/// What librdkafka's error callback reports for the runner's consumer:
+/// the errors the loop also gets from `poll`, and the client's own
+/// (transport, all brokers down). Each distinct text is logged at most once
+/// a minute, with how often it recurred unlogged.
+#[derive(Debug, Default)]
+pub(super) struct ClientErrorLog {
+    /// Per text: when it was last logged, how often seen since.
+    seen: HashMap<String, (Instant, u64)>,
+}
+
+/// Texts remembered at most; older ones are forgotten first.
+const REMEMBERED: usize = 256;
+
+impl ClientErrorLog {
+    /// Notes `text` seen at `now`; what to log, if anything.
+    pub(super) fn observe(&mut self, text: String, now: Instant) -> Option<ToLog> {
+        if let Some((logged, unlogged)) = self.seen.get_mut(&text) {
+            if now.saturating_duration_since(*logged) < LOG_EVERY {
+                *unlogged += 1;
+                return None;
+            }
+            let repeated = std::mem::take(unlogged);
+            *logged = now;
+            return Some(ToLog { text, repeated });
+        }
+        if self.seen.len() >= REMEMBERED {
+            self.seen.retain(|_, (logged, _)| now.saturating_duration_since(*logged) < LOG_EVERY);
+        }
+        self.seen.insert(text.clone(), (now, 0));
+        Some(ToLog { text, repeated: 0 })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_client_error_is_logged_once_a_minute() {
+        let t0 = Instant::now();
+        let mut log = ClientErrorLog::default();
+        let bad = "BadCompression: Decompression (codec 0x3) of message at 0 failed".to_owned();
+        assert!(log.observe(bad.clone(), t0).is_some());
+        for tick in 1..120u32 {
+            assert_eq!(log.observe(bad.clone(), t0 + tick * S / 2), None, "twice a second for a minute");
+        }
+        assert!(log.observe("AllBrokersDown".into(), t0 + 30 * S).is_some(), "another error is its own");
+        assert_eq!(log.observe(bad.clone(), t0 + 61 * S), Some(ToLog { text: bad, repeated: 119 }));
+    }
 
     const S: Duration = Duration::from_secs(1);
 

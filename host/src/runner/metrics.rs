@@ -172,6 +172,9 @@ pub struct MetricsSnapshot {
     pub forwarded: u64,
     pub transactions_committed: u64,
     pub transactions_aborted: u64,
+    /// The longest the runner went without a heartbeat in this process
+    /// (see `runner::heartbeat`): how long it was silent at worst.
+    pub longest_silence_ms: u64,
 }
 
 impl Metrics {
@@ -185,6 +188,7 @@ impl Metrics {
             forwarded: self.forwarded.get(),
             transactions_committed: self.transactions_committed.get(),
             transactions_aborted: self.transactions_aborted.get(),
+            longest_silence_ms: u64::try_from(super::heartbeat::longest_silence().as_millis()).unwrap_or(u64::MAX),
         }
     }
 

@@ -13,6 +13,7 @@ mod identity;
 pub mod input;
 mod liveness;
 pub mod metrics;
+mod pace;
 mod rebalance;
 mod reload;
 pub mod report;
@@ -156,8 +157,10 @@ impl Runner {
             .set("message.timeout.ms", config.runner.transaction_timeout_ms.to_string())
             .set("client.id", format!("{}-{}", identity.service, identity.instance_id));
         let producer = Publisher::tracking(producer_config, Some(&changelog_topic))?;
-        let timeout = Duration::from_millis(config.kafka.request_timeout_ms.max(30_000));
+        let timeout = config.runner.call_timeout();
+        heartbeat::beat();
         producer.producer().init_transactions(timeout)?;
+        heartbeat::beat();
 
         let state = SharedState::default();
         let shared = Arc::new(Mutex::new(Shared {
@@ -175,8 +178,9 @@ impl Runner {
                 )
             }),
             changelog_topic: changelog_topic.clone(),
+            retired: false,
         }));
-        let context = RunnerContext { shared: shared.clone(), metrics: metrics.clone() };
+        let context = RunnerContext { shared: shared.clone(), metrics: metrics.clone(), errors: Default::default() };
         let mut consumer_config = ClientSettings::new(&config.kafka);
         if config.metrics.listen.is_some() {
             // For the lag per partition (`RunnerContext::stats`).
@@ -270,18 +274,46 @@ impl Runner {
     /// Runs until `shutdown` is set, then commits the open transaction and
     /// leaves the group.
     pub fn run(mut self, shutdown: &AtomicBool) -> Result<MetricsSnapshot, RunnerError> {
-        let served = self.serve(shutdown);
-        heartbeat::rest();
-        match served {
+        match self.serve(shutdown) {
             Ok(()) => self.shutdown(),
             Err(err) => {
                 // Never leave the transaction to the revoke hook that
                 // dropping the consumer runs: it might commit half a message.
+                // Both steps are bounded and the heartbeat goes on, so a
+                // teardown that hangs is caught like a loop that hangs.
+                heartbeat::beat();
                 self.worker.abort_open();
+                heartbeat::beat();
                 self.worker.write_report("failed");
                 self.worker.metrics.set_state(InstanceState::Error);
+                self.retire();
+                heartbeat::beat();
                 Err(err)
             }
+        }
+    }
+
+    /// Closes a failed runner's clients on a thread of their own, waiting
+    /// at most `runner.call_timeout()`: closing the consumer leaves the group
+    /// and dropping the producer flushes, and either can wait for a broker
+    /// that is away. One that takes longer is left to finish by itself (its
+    /// hooks do nothing any more, see [`Shared::retired`]), and the rebuild
+    /// goes on: its new producer fences the old one, its new consumer joins
+    /// as a new member.
+    fn retire(self) {
+        let bound = self.worker.config.runner.call_timeout();
+        lock(&self.worker.shared).retired = true;
+        let (closed, finished) = std::sync::mpsc::channel::<()>();
+        // A thread that cannot start drops the runner here, unbounded.
+        let _ = std::thread::Builder::new().name("turnstile-retire".into()).spawn(move || {
+            drop(self);
+            let _ = closed.send(());
+        });
+        if finished.recv_timeout(bound).is_err() {
+            tracing::warn!(
+                ?bound,
+                "the failed runner's consumer and producer did not close in time; leaving them to finish and rebuilding"
+            );
         }
     }
 
@@ -291,8 +323,9 @@ impl Runner {
         let max_batch = w.config.runner.max_batch;
         let plugin_batch = w.config.runner.plugin_batch.max(1);
         let min_gap = Duration::from_millis(w.config.runner.commit_min_gap_ms).min(interval);
+        let pace = pace::Pace { interval, min_gap };
         let stall_timeout = Duration::from_millis(w.config.runner.stall_timeout_ms);
-        let mut fetch_watch = liveness::FetchWatch::new(stall_timeout);
+        let mut fetch_watch = liveness::FetchWatch::new(&w.config.kafka, stall_timeout);
         let mut last_report = Instant::now();
         let mut last_written = Instant::now();
         w.write_report("running");
@@ -314,20 +347,7 @@ impl Runner {
             // waiting (a critical one at once, any other once it is
             // `commit_min_gap_ms` old); under load the fetched messages keep
             // coming and it grows up to `max_batch` or `commit_interval_ms`.
-            let (critical, open_for, committing) = {
-                let shared = lock(&w.shared);
-                (
-                    shared.txn.is_critical(),
-                    shared.txn.is_open().then(|| shared.txn.open_for()),
-                    shared.txn.is_committing(),
-                )
-            };
-            let wait = match open_for {
-                _ if committing => Duration::from_millis(1),
-                _ if critical || w.restore.is_some() => Duration::ZERO,
-                Some(open_for) => min_gap.saturating_sub(open_for).min(interval.saturating_sub(open_for)),
-                None => Duration::from_millis(100),
-            };
+            let wait = pace.poll_wait(lock(&w.shared).txn.pacing(), w.restore.is_some());
             // Up to `plugin_batch` records, as many as are waiting; each run
             // of one partition goes to the plugin in one call.
             let mut polled: Vec<handle::Polled<'_>> = Vec::new();
@@ -374,17 +394,15 @@ impl Runner {
             }
             w.step_restore(consumer, inputs)?;
             w.book_state();
-            // The commit in flight, if it has landed; then the next one. A
-            // drained transaction waits for the one in flight to land; one
-            // due by size or age waits for nothing (start_commit blocks
-            // until the one before it has landed).
+            // The commit in flight, if it has landed; then the next one
+            // (start_commit first waits for the one in flight to land).
+            heartbeat::beat();
             w.settle(consumer, false)?;
-            let due = {
+            let now = {
                 let txn = &lock(&w.shared).txn;
-                let drained = idle && txn.is_open() && (critical || txn.open_for() >= min_gap);
-                (drained && !txn.is_committing()) || txn.is_due(interval, max_batch)
+                pace.commit_now(txn.pacing(), idle, txn.is_due(interval, max_batch))
             };
-            if due {
+            if now {
                 w.start_commit(consumer)?;
             }
             // A transaction that stays open far past its interval means the
@@ -403,21 +421,19 @@ impl Runner {
                 w.write_report("stalled");
                 return Err(RunnerError::Stalled { age_ms, timeout_ms: w.config.runner.stall_timeout_ms });
             }
-            // Checks itself once per stall timeout.
+            // Samples itself a few times per stall timeout, off this thread.
             let stuck = fetch_watch.stuck(consumer, |p| lock(&w.shared).ready(p));
             if !stuck.is_empty() {
                 let partitions: Vec<String> = stuck
                     .iter()
-                    .map(|(topic, p, position, end)| format!("{topic}[{p}] (at {position}, committed end {end})"))
+                    .map(|s| format!("{}[{}] (fetched up to {}, log end {})", s.topic, s.partition, s.seen, s.end))
                     .collect();
-                tracing::error!(
-                    ?partitions,
-                    "stalled: committed input waiting but not fetched; rejoining with a new consumer"
-                );
+                tracing::error!(?partitions, "stalled: input waiting but not fetched; rejoining with a new consumer");
                 w.write_report("stalled");
                 return Err(RunnerError::NotFetching { partitions, timeout_ms: w.config.runner.stall_timeout_ms });
             }
             if let Some((version, loaded)) = reloader.as_mut().and_then(Reloader::poll) {
+                heartbeat::beat();
                 w.swap(consumer, version, loaded)?;
             }
             if last_written.elapsed() >= Duration::from_secs(1) {

@@ -21,6 +21,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::{ClientContext, Statistics, TopicPartitionList};
 
+use super::consumer_errors::ClientErrorLog;
 use super::metrics::{InstanceState, Metrics};
 use super::transaction::{Transaction, TxnError};
 use crate::state::ServiceState;
@@ -45,6 +46,10 @@ pub struct Shared {
     /// Local state checkpoints, unless turned off.
     pub checkpoints: Option<CheckpointDir>,
     pub changelog_topic: String,
+    /// The runner failed and is being torn down: its hooks leave the
+    /// (already aborted) transaction, the state and the checkpoints alone,
+    /// as a rebuilt runner owns them now.
+    pub retired: bool,
 }
 
 impl Shared {
@@ -64,6 +69,8 @@ impl Shared {
 pub struct RunnerContext {
     pub shared: Arc<Mutex<Shared>>,
     pub metrics: Arc<Metrics>,
+    /// librdkafka's error callback, rate-limited (see [`ClientErrorLog`]).
+    pub errors: Mutex<ClientErrorLog>,
 }
 
 /// Locks a mutex, recovering the data if a panicking thread poisoned it:
@@ -82,6 +89,14 @@ fn pairs_of(tpl: &TopicPartitionList) -> Vec<(String, i32)> {
 
 impl ClientContext for RunnerContext {
     crate::oauth_token_refresh!();
+
+    /// An undecodable batch is reported on every fetch, twice a second per
+    /// partition; rust-rdkafka's default logged each one as an error.
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        if let Some(log) = lock(&self.errors).observe(format!("{error}: {reason}"), std::time::Instant::now()) {
+            tracing::warn!(error = %log.text, repeated = log.repeated, "Kafka client error (each is logged at most once a minute)");
+        }
+    }
 
     /// librdkafka's statistics (`statistics.interval.ms`, on while metrics
     /// are served): the lag of every assigned input partition, from the
@@ -105,6 +120,9 @@ impl ClientContext for RunnerContext {
 
 impl ConsumerContext for RunnerContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if lock(&self.shared).retired {
+            return;
+        }
         self.metrics.set_state(InstanceState::Rebalancing);
         let revoked = match rebalance {
             Rebalance::Revoke(tpl) => pairs_of(tpl),
@@ -185,7 +203,7 @@ impl ConsumerContext for RunnerContext {
 
     fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         let Rebalance::Assign(tpl) = rebalance else { return };
-        if tpl.count() == 0 {
+        if tpl.count() == 0 || lock(&self.shared).retired {
             return;
         }
         if let Err(err) = consumer.pause(tpl) {

@@ -9,6 +9,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use super::heartbeat;
 use super::metrics::{InstanceState, Metrics, MetricsSnapshot};
 use super::{Runner, RunnerError};
 use crate::admin::Cluster;
@@ -61,6 +62,7 @@ pub fn wait_for_cluster(config: &Config, shutdown: &AtomicBool) -> Result<Option
     let deadline = Instant::now() + Duration::from_millis(config.kafka.outage_timeout_ms);
     let mut logged = false;
     loop {
+        heartbeat::beat();
         match Cluster::connect(config) {
             Ok(cluster) => {
                 if logged {
@@ -89,7 +91,22 @@ pub fn wait_for_cluster(config: &Config, shutdown: &AtomicBool) -> Result<Option
 /// have lasted `kafka.outage_timeout_ms` without a healthy run between.
 ///
 /// `metrics` are the ones `start` gives its runners: they outlive each.
+///
+/// The heartbeat (see [`heartbeat`]) beats from the first attempt to the
+/// end, through rebuilds and waits for the cluster.
 pub fn supervise(
+    config: &Config,
+    shutdown: &AtomicBool,
+    metrics: &Metrics,
+    start: impl FnMut(&Cluster) -> Result<Runner, RunnerError>,
+) -> Result<MetricsSnapshot, RunnerError> {
+    heartbeat::beat();
+    let result = supervise_attempts(config, shutdown, metrics, start);
+    heartbeat::rest();
+    result
+}
+
+fn supervise_attempts(
     config: &Config,
     shutdown: &AtomicBool,
     metrics: &Metrics,
@@ -188,6 +205,7 @@ fn sleep_unless(shutdown: &AtomicBool, total: Duration) -> bool {
         if shutdown.load(Ordering::Relaxed) {
             return true;
         }
+        heartbeat::beat();
         std::thread::sleep(Duration::from_millis(50).min(end.saturating_duration_since(Instant::now())));
     }
     shutdown.load(Ordering::Relaxed)

@@ -92,9 +92,15 @@ impl<T> Offered<T> {
     }
 }
 
+/// What a commit thread ends with: the last changelog offset delivered per
+/// partition, and when the commit landed.
+type Finished = (HashMap<i32, i64>, Instant);
+
 /// A commit running on its own thread, and what is needed once it ends.
 struct InFlight {
-    handle: std::thread::JoinHandle<Result<HashMap<i32, i64>, TxnError>>,
+    /// Ends with the last changelog offset delivered per partition, and when
+    /// the commit landed.
+    handle: std::thread::JoinHandle<Result<Finished, TxnError>>,
     /// Fresher group metadata for its offsets.
     group: Arc<Offered<ConsumerGroupMetadata>>,
     /// Digest of the last changelog record of each partition with writes.
@@ -119,6 +125,8 @@ struct InFlight {
 pub struct Transaction {
     producer: Arc<Publisher>,
     changelog_topic: String,
+    /// Bounds every transaction call, and a whole commit as the loop waits
+    /// for it (see [`Transaction::settle`]).
     timeout: Duration,
     /// Messages are accumulating in a transaction.
     open: bool,
@@ -141,7 +149,8 @@ pub struct Transaction {
 }
 
 impl Transaction {
-    /// Wraps a transactional producer whose `init_transactions` has run.
+    /// Wraps a transactional producer whose `init_transactions` has run;
+    /// `timeout` bounds each transaction call and each commit.
     pub fn new(producer: Publisher, changelog_topic: String, timeout: Duration) -> Self {
         Transaction {
             producer: Arc::new(producer),
@@ -252,6 +261,11 @@ impl Transaction {
         self.open && self.critical
     }
 
+    /// The open transaction as the loop paces it (see `runner::pace`).
+    pub(super) fn pacing(&self) -> super::pace::Open {
+        super::pace::Open { open_for: self.open.then(|| self.started.elapsed()), critical: self.is_critical() }
+    }
+
     /// How long the open transaction has been open (zero when none is).
     pub fn open_for(&self) -> Duration {
         if self.open { self.started.elapsed() } else { Duration::ZERO }
@@ -346,21 +360,26 @@ impl Transaction {
     /// with what it held. `None` if no commit was in flight or it is still
     /// running. On failure everything uncommitted is dropped and
     /// [`Transaction::take_rewind`] gives the offsets to rewind to.
+    ///
+    /// A commit still running after the timeout has failed, blocking or not:
+    /// librdkafka was seen never returning from a transaction call
+    /// (ARCHITECTURE.md, "Watchdogs"), and a commit that slow keeps the
+    /// instance's partitions from everyone. The thread is given up and the
+    /// runner rebuilt; the new producer's `init_transactions` waits until
+    /// the coordinator has finished the transaction either way and fences
+    /// whatever the old thread still does, and the rebuilt runner reads the
+    /// committed offsets and state, so nothing is lost or done twice.
     pub fn settle(&mut self, state: &mut ServiceState, block: bool) -> Option<Result<(), TxnError>> {
         let running = self.in_flight.as_ref()?;
-        if !block && !running.handle.is_finished() {
-            return None;
-        }
-        // Bounded: librdkafka was seen never returning from a transaction
-        // call (ARCHITECTURE.md, "Watchdogs"). Past the longest its calls
-        // may take, give the thread up; the runner is rebuilt, and the new
-        // producer's `init_transactions` fences whatever it still does.
-        let limit = self.timeout * 2 + OFFSETS_ATTEMPT_TIMEOUT * OFFSETS_ATTEMPTS;
+        let limit = self.timeout;
         while !running.handle.is_finished() {
             if running.since.elapsed() > limit {
                 let flight = self.in_flight.take()?;
                 let err = TxnError::Committer(format!("the commit did not finish within {limit:?}"));
                 return Some(Err(self.lost(state, flight.first, err)));
+            }
+            if !block {
+                return None;
             }
             std::thread::sleep(Duration::from_millis(1));
         }
@@ -368,7 +387,7 @@ impl Transaction {
         let result =
             flight.handle.join().unwrap_or_else(|_| Err(TxnError::Committer("the commit thread panicked".into())));
         match result {
-            Ok(delivered) => {
+            Ok((delivered, landed_at)) => {
                 // One producer writes a partition in order, so the highest
                 // offset delivered is the last record sent to it.
                 let mut anchors: HashMap<i32, Anchor> = flight
@@ -377,7 +396,10 @@ impl Transaction {
                     .filter_map(|(p, digest)| delivered.get(&p).map(|&offset| (p, Anchor { offset, digest })))
                     .collect();
                 state.commit(&mut anchors);
-                self.landed.push(Landed { messages: flight.messages, latency: flight.since.elapsed() });
+                self.landed.push(Landed {
+                    messages: flight.messages,
+                    latency: landed_at.saturating_duration_since(flight.since),
+                });
                 tracing::trace!(messages = flight.messages, "transaction committed");
                 let begun = self.begin_held();
                 if begun.is_err() && !self.begun {
@@ -476,7 +498,8 @@ impl Transaction {
 
 /// The part of a commit that waits: every record delivered, the offsets
 /// added, the commit. Runs on the commit thread; aborts on an abortable
-/// failure. Returns the last changelog offset delivered per partition.
+/// failure. Returns the last changelog offset delivered per partition, and
+/// when the commit landed.
 fn finish_commit(
     producer: &Publisher,
     offsets: &TopicPartitionList,
@@ -484,7 +507,7 @@ fn finish_commit(
     fresher: &Offered<ConsumerGroupMetadata>,
     timeout: Duration,
     messages: usize,
-) -> Result<HashMap<i32, i64>, TxnError> {
+) -> Result<Finished, TxnError> {
     let result = (|| {
         let started = Instant::now();
         // Every record of the transaction is delivered before its offsets go
@@ -524,7 +547,7 @@ fn finish_commit(
         result
     })();
     match result {
-        Ok(()) => Ok(producer.take_delivered()),
+        Ok(()) => Ok((producer.take_delivered(), Instant::now())),
         Err(err) => {
             if !matches!(err, TxnError::Fatal(_)) {
                 // Abort errors here leave nothing more to do than report the first.
@@ -608,6 +631,47 @@ mod tests {
         let taken = offered.take();
         assert_eq!(*newest(taken.as_ref(), &1), 3, "the newest offer");
         assert!(offered.take().is_none(), "an offer is used once");
+    }
+
+    /// A transaction whose commit thread never ends (as librdkafka's calls
+    /// were seen to), started on input partition `in[0]` at offset 5.
+    fn hung_commit(timeout: Duration) -> Transaction {
+        let mut txn = Transaction::new(stranded_producer(), "changelog".into(), timeout);
+        let handle = std::thread::spawn(|| {
+            std::thread::sleep(Duration::from_secs(3600));
+            Ok((HashMap::new(), Instant::now()))
+        });
+        txn.in_flight = Some(InFlight {
+            handle,
+            group: Arc::default(),
+            last: HashMap::new(),
+            first: [(("in".to_owned(), 0), 5)].into(),
+            messages: 1,
+            since: Instant::now(),
+        });
+        txn
+    }
+
+    #[test]
+    fn a_commit_that_does_not_land_in_time_fails_and_rewinds() {
+        let mut txn = hung_commit(Duration::from_millis(300));
+        let mut state = ServiceState::default();
+        assert!(txn.settle(&mut state, false).is_none(), "still within its time");
+        std::thread::sleep(Duration::from_millis(400));
+        let settled = txn.settle(&mut state, false);
+        assert!(matches!(settled, Some(Err(TxnError::Committer(_)))), "given up without blocking: {settled:?}");
+        assert_eq!(txn.take_rewind(), vec![(("in".to_owned(), 0), 5)], "its input is read again");
+        assert!(!txn.is_committing());
+    }
+
+    #[test]
+    fn waiting_for_a_hung_commit_ends_at_the_timeout() {
+        let mut txn = hung_commit(Duration::from_millis(300));
+        let started = Instant::now();
+        let settled = txn.settle(&mut ServiceState::default(), true);
+        assert!(matches!(settled, Some(Err(TxnError::Committer(_)))), "{settled:?}");
+        // It used to wait twice the timeout and 20 s more.
+        assert!(started.elapsed() < Duration::from_secs(5), "waited {:?}", started.elapsed());
     }
 
     #[test]
