@@ -57,6 +57,14 @@ fn a_zombie_whose_transaction_timed_out_rejoins_instead_of_exiting() {
         + zombie.log_lines_containing(r#"what="aborted" lost=true"#).len()
         + zombie.log_lines_containing("rejoining with a new producer and consumer").len();
     assert!(noticed > 0, "the zombie's transaction was aborted under it and it recovered\n{logs}");
+    // It knew it had been suspended, and rejoined before handling more of
+    // what it had lost: no commit of its failed for being fenced.
+    let woke = zombie.log_lines_containing("suspended past the transaction timeout");
+    assert_eq!(woke.len(), 1, "the zombie did not notice its suspension\n{logs}");
+    let wasted = zombie.log_lines_containing("transaction aborted; rewinding");
+    assert!(wasted.is_empty(), "the zombie handled records it had lost: {wasted:#?}\n{logs}");
+    let watchdog = zombie.log_lines_containing("restarting this process in place");
+    assert!(watchdog.is_empty(), "waking up is not a wedge: {watchdog:#?}");
     zombie.stop();
     other.stop();
     seats.stop();

@@ -58,8 +58,14 @@ pub enum RunnerError {
     Routing(#[from] crate::routing::RoutingError),
     #[error("stalled: input was waiting but nothing committed for {age_ms} ms (runner.stall_timeout_ms {timeout_ms})")]
     Stalled { age_ms: u64, timeout_ms: u64 },
-    #[error("stalled: committed input waits on {} but the consumer fetched none of it for {timeout_ms} ms", .partitions.join(", "))]
+    #[error("stalled: input waits on {} but the consumer fetched none of it for {timeout_ms} ms", .partitions.join(", "))]
     NotFetching { partitions: Vec<String>, timeout_ms: u64 },
+    /// The process was suspended past the transaction timeout (see
+    /// `runner::suspension`): it rejoins before handling anything.
+    #[error(
+        "this process was suspended for {suspended_ms} ms, past the transaction timeout ({timeout_ms} ms): its transaction was aborted and its partitions are likely another member's"
+    )]
+    Suspended { suspended_ms: u64, timeout_ms: u64 },
     /// Fenced right after its own `init_transactions`, again and again:
     /// another live process uses the same transactional id.
     #[error(

@@ -38,6 +38,14 @@ pub fn beat() {
     }
 }
 
+/// Moves the last beat forward by `gap`, the time the whole process was
+/// suspended (see `runner::suspension`): that is not a silence of the runner.
+pub fn excuse(gap: Duration) {
+    let ms = u64::try_from(gap.as_millis()).unwrap_or(u64::MAX);
+    let now = now_ms();
+    let _ = LAST_MS.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |last| Some(last.saturating_add(ms).min(now)));
+}
+
 /// The runner ended (a stop outside it is bounded by `shutdown_timeout_ms`).
 pub fn rest() {
     ACTIVE.store(false, Ordering::Relaxed);

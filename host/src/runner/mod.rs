@@ -19,6 +19,7 @@ mod reload;
 pub mod report;
 mod restore;
 pub mod supervisor;
+mod suspension;
 mod swap;
 pub mod transaction;
 mod turn;
@@ -180,12 +181,17 @@ impl Runner {
             changelog_topic: changelog_topic.clone(),
             retired: false,
         }));
-        let context = RunnerContext { shared: shared.clone(), metrics: metrics.clone(), errors: Default::default() };
+        let context = RunnerContext {
+            shared: shared.clone(),
+            metrics: metrics.clone(),
+            errors: Default::default(),
+            cut_off_after: Duration::from_millis(config.runner.transaction_timeout_ms),
+        };
         let mut consumer_config = ClientSettings::new(&config.kafka);
-        if config.metrics.listen.is_some() {
-            // For the lag per partition (`RunnerContext::stats`).
-            consumer_config.set("statistics.interval.ms", config.metrics.lag_interval_ms.to_string());
-        }
+        // For the group's state (`rebalance::cut_off`) and, with metrics, the
+        // lag per partition (`RunnerContext::stats`).
+        let stats_interval = if config.metrics.listen.is_some() { config.metrics.lag_interval_ms } else { 1_000 };
+        consumer_config.set("statistics.interval.ms", stats_interval.to_string());
         match config.runner.group_protocol {
             // Kafka 4's consumer group protocol (KIP-848): rebalances are
             // incremental, so partitions that stay keep flowing, and the
@@ -328,6 +334,10 @@ impl Runner {
         let mut fetch_watch = liveness::FetchWatch::new(&w.config.kafka, stall_timeout);
         let mut last_report = Instant::now();
         let mut last_written = Instant::now();
+        let suspension_bound = Duration::from_millis(w.config.runner.transaction_timeout_ms);
+        suspension::watch();
+        // A suspension before this runner existed is not its concern.
+        suspension::take();
         w.write_report("running");
         tracing::info!(
             service = %w.identity.service,
@@ -377,6 +387,20 @@ impl Runner {
                         break;
                     }
                 }
+            }
+            // Woken from a suspension longer than the transaction timeout:
+            // what was polled belongs to partitions likely given away.
+            let suspended = suspension::take();
+            if suspended > suspension_bound {
+                let suspended_ms = u64::try_from(suspended.as_millis()).unwrap_or(u64::MAX);
+                tracing::warn!(
+                    suspended_ms,
+                    "this process was suspended past the transaction timeout; rejoining with new clients before handling anything"
+                );
+                return Err(RunnerError::Suspended {
+                    suspended_ms,
+                    timeout_ms: w.config.runner.transaction_timeout_ms,
+                });
             }
             // Readiness is checked per run, after the last poll: a rebalance
             // inside a later poll may have taken an earlier record's partition.

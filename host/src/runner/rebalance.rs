@@ -71,6 +71,20 @@ pub struct RunnerContext {
     pub metrics: Arc<Metrics>,
     /// librdkafka's error callback, rate-limited (see [`ClientErrorLog`]).
     pub errors: Mutex<ClientErrorLog>,
+    /// Out of touch with the group coordinator this long, the instance
+    /// rejoins (see [`cut_off`]).
+    pub cut_off_after: std::time::Duration,
+}
+
+/// Whether the consumer has been out of touch with its group coordinator
+/// (librdkafka's group state anything but `up`: querying, waiting for it
+/// or for its connection) for longer than `bound`, as of a statistics
+/// sample. By then the broker has given the member's partitions away; if
+/// it kept them until the connection came back, its fetches (on other
+/// connections, often back first) would hand it records of partitions it
+/// lost, for as long as its first heartbeat or commit took to tell it.
+pub fn cut_off(state: &str, state_age_ms: i64, bound: std::time::Duration) -> bool {
+    state != "up" && u128::try_from(state_age_ms).is_ok_and(|age| age > bound.as_millis())
 }
 
 /// Locks a mutex, recovering the data if a panicking thread poisoned it:
@@ -98,13 +112,26 @@ impl ClientContext for RunnerContext {
         }
     }
 
-    /// librdkafka's statistics (`statistics.interval.ms`, on while metrics
-    /// are served): the lag of every assigned input partition, from the
+    /// librdkafka's statistics (`statistics.interval.ms`): whether the
+    /// consumer is [`cut_off`] from its group, and, while metrics are
+    /// served, the lag of every assigned input partition, from the
     /// position to the last stable offset. Not `consumer_lag`: offsets are
     /// committed through the producer's transaction, which the consumer's
     /// statistics do not see. (Transaction markers count, as in Kafka
     /// Streams' `records-lag`: an idle partition shows 1.)
     fn stats(&self, statistics: Statistics) {
+        if let Some(group) = statistics.cgrp.as_ref()
+            && cut_off(&group.state, group.stateage, self.cut_off_after)
+        {
+            let mut shared = lock(&self.shared);
+            if shared.fatal.is_none() && !shared.retired {
+                tracing::warn!(state = %group.state, ms = group.stateage, "out of touch with the group coordinator past the transaction timeout; rejoining with new clients before handling anything more");
+                shared.fatal = Some(format!(
+                    "out of touch with the group coordinator for {} ms (group state {}): its partitions are likely another member's",
+                    group.stateage, group.state
+                ));
+            }
+        }
         let lags = statistics.topics.into_iter().flat_map(|(topic, t)| {
             t.partitions.into_values().filter(|p| p.partition >= 0 && p.desired && p.ls_offset >= 0).filter_map(
                 move |p| {
@@ -227,5 +254,20 @@ impl ConsumerContext for RunnerContext {
             tracing::info!(partitions = ?complete, "partitions assigned; paused until their state is restored");
             shared.restoring.extend(complete);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn out_of_touch_with_the_coordinator_past_the_bound_is_cut_off() {
+        let bound = Duration::from_secs(15);
+        assert!(!cut_off("up", 600_000, bound), "in touch, however long");
+        assert!(!cut_off("query-coord", 9_000, bound), "a coordinator moving takes seconds");
+        assert!(cut_off("query-coord", 16_000, bound));
+        assert!(cut_off("wait-broker-transport", 16_000, bound));
     }
 }

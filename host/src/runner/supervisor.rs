@@ -41,7 +41,8 @@ impl RunnerError {
             | RunnerError::Rewind { .. }
             | RunnerError::Rebalance(_)
             | RunnerError::Stalled { .. }
-            | RunnerError::NotFetching { .. } => true,
+            | RunnerError::NotFetching { .. }
+            | RunnerError::Suspended { .. } => true,
             RunnerError::DuplicateInstance { .. }
             | RunnerError::Plugin(_)
             | RunnerError::NotProvisioned { .. }
