@@ -193,6 +193,16 @@ impl ClientContext for QuietEof {
 
 impl rdkafka::consumer::ConsumerContext for QuietEof {}
 
+/// A reader of log ends as a `read_uncommitted` client sees them (the high
+/// watermark: the true end of a log, open transactions included), with no
+/// group, so it never queues behind a group member's fetches.
+pub fn log_end_reader(kafka: &KafkaConfig) -> KafkaResult<rdkafka::consumer::BaseConsumer<QuietEof>> {
+    ClientSettings::new(kafka)
+        .set("isolation.level", "read_uncommitted")
+        .set("enable.auto.commit", "false")
+        .create_with_context(QuietEof)
+}
+
 /// Did the cluster refuse this client for who it is or how it speaks
 /// (TLS handshake, certificate, SASL authentication, authorization, a
 /// protocol mismatch)? Retrying will not help; the configuration must change.

@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 use rdkafka::bindings as rd;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 
-use crate::client::{ClientSettings, QuietEof};
+use crate::client::{QuietEof, log_end_reader};
 use crate::config::KafkaConfig;
 
 /// A topic partition.
@@ -62,11 +62,7 @@ struct KafkaEnds {
 impl EndReader for KafkaEnds {
     fn ends(&mut self, partitions: &[Partition]) -> HashMap<Partition, i64> {
         if self.client.is_none() {
-            match ClientSettings::new(&self.kafka)
-                .set("isolation.level", "read_uncommitted")
-                .set("enable.auto.commit", "false")
-                .create_with_context(QuietEof)
-            {
+            match log_end_reader(&self.kafka) {
                 Ok(client) => self.client = Some(client),
                 Err(err) => {
                     tracing::debug!(error = %err, "cannot create the client that reads log ends; trying next window");

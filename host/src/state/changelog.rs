@@ -51,10 +51,7 @@ fn high_watermarks(
     partitions: &[i32],
     timeout: Duration,
 ) -> Result<HashMap<i32, i64>, KafkaError> {
-    let probe: BaseConsumer<QuietEof> = ClientSettings::new(kafka)
-        .set("isolation.level", "read_uncommitted")
-        .set("enable.auto.commit", "false")
-        .create_with_context(QuietEof)?;
+    let probe = crate::client::log_end_reader(kafka)?;
     let deadline = Instant::now() + timeout;
     let mut targets = HashMap::new();
     for &p in partitions {
