@@ -62,6 +62,16 @@ impl PublishStats {
 /// Highest delivered offset per partition.
 type DeliveredOffsets = Arc<Mutex<HashMap<i32, i64>>>;
 
+/// When an acknowledged record leaves the producer's queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Urgency {
+    /// With its partition's next batch (`linger.ms`): many callers share
+    /// one request to the broker.
+    Batched,
+    /// At once: one caller waits alone (a pay).
+    Now,
+}
+
 /// A record's delivery outcome, for the one caller waiting for it.
 pub type Acknowledgement = tokio::sync::oneshot::Receiver<Result<(), String>>;
 
@@ -198,11 +208,11 @@ impl Publisher {
         self.try_enqueue(&record, 0)
     }
 
-    /// Like [`try_send`](Self::try_send), and asks librdkafka to send the
-    /// record's batch now: a critical record in a batched stream, whose
-    /// caller awaits its own acknowledgement (not everyone's, as a flush
-    /// would). It stays in order with the other records of its partition.
-    pub fn try_send_acknowledged(&self, record: Record<'_>) -> Result<Acknowledgement, PublishError> {
+    /// Like [`try_send`](Self::try_send), and the caller awaits this
+    /// record's own delivery report (not everyone's, as a flush would). It
+    /// stays in order with the other records of its partition; `urgency`
+    /// says whether it rides the next batch or wakes the sender now.
+    pub fn try_send_acknowledged(&self, record: Record<'_>, urgency: Urgency) -> Result<Acknowledgement, PublishError> {
         let id = match self.next_waiter.fetch_add(1, Ordering::Relaxed) {
             0 => self.next_waiter.fetch_add(1, Ordering::Relaxed),
             id => id,
@@ -213,8 +223,10 @@ impl Publisher {
             self.waiters.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
             return Err(err);
         }
-        // A zero-timeout flush wakes the broker threads past `linger.ms`.
-        let _ = self.producer.flush(Duration::ZERO);
+        if urgency == Urgency::Now {
+            // A zero-timeout flush wakes the broker threads past `linger.ms`.
+            let _ = self.producer.flush(Duration::ZERO);
+        }
         Ok(acknowledgement)
     }
 

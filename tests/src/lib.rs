@@ -1423,6 +1423,21 @@ impl GatewayProcess {
         assert!(ready, "the gateway on {} never became ready\n{}", self.addr, self.log_tail(30));
     }
 
+    /// Kills it with SIGKILL, as a crash would, and starts it again on the
+    /// same port (waiting until it is ready).
+    pub fn crash_and_restart(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        self.spawn();
+    }
+
+    /// The process id while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Stops it with SIGTERM (waiting for the exit) and starts it again on the same port.
     pub fn restart(&mut self) {
         self.stop();

@@ -28,9 +28,46 @@ pub struct GatewayConfig {
     pub token_ttl_s: u64,
     /// Availability events of one event are sent at most this often.
     pub seat_events_interval_ms: u64,
-    /// How long a pay (a critical command) may wait for the broker's
-    /// acknowledgement before the request answers 503.
-    pub critical_timeout_ms: u64,
+    /// How long a create or pay may wait for the broker's acknowledgement
+    /// before the request answers 503 (its outcome is then settled later:
+    /// a retry with the same `Idempotency-Key` learns it).
+    #[serde(alias = "critical_timeout_ms")]
+    pub ack_timeout_ms: u64,
+    /// `linger.ms` of the gateway's producer: a create is answered when its
+    /// batch is acknowledged, so batches wait little (`producer.linger_ms`
+    /// is for bulk publishing).
+    pub linger_ms: u32,
+    /// How long an `Idempotency-Key` is remembered.
+    pub idempotency_ttl_s: u64,
+    /// Bookings a buyer may have in `processing` or `pending_payment` at
+    /// once (0: no limit); one more is 429.
+    pub max_open_bookings_per_buyer: u32,
+    /// Tickets a buyer may hold in this event, in bookings not failed or
+    /// cancelled (0: no limit); a create past it is 422 naming the limit.
+    pub max_tickets_per_buyer: u32,
+    /// `host:port` of a separate listener for `/metrics`, `/healthz` and
+    /// `/readyz`; unset, they are served with the API.
+    pub admin_listen: Option<String>,
+    /// A connection must send a request's headers within this.
+    pub header_read_timeout_ms: u64,
+    /// A request's body must arrive within this.
+    pub body_timeout_ms: u64,
+    /// A request (but a stream) must be answered within this.
+    pub request_timeout_ms: u64,
+    /// A keep-alive connection with no request in flight is closed after this.
+    pub idle_timeout_ms: u64,
+    /// Largest request head (request line and headers).
+    pub max_header_bytes: usize,
+    /// Largest request body; larger is 413 before any of it is read.
+    pub max_body_bytes: usize,
+    /// Open connections; past it a new one is answered 503 and closed.
+    pub max_connections: usize,
+    /// Open server-sent event streams; past it a new one is 503.
+    pub max_streams: usize,
+    /// Open server-sent event streams from one client address.
+    pub max_streams_per_client: usize,
+    /// A comment is sent on an idle stream this often, so dead peers are noticed.
+    pub stream_keepalive_ms: u64,
 }
 
 /// Shortest `gateway.jwt_secret` accepted: HS256 wants 256 bits of key.
@@ -44,7 +81,22 @@ impl Default for GatewayConfig {
             jwt_secret: None,
             token_ttl_s: 86_400,
             seat_events_interval_ms: 100,
-            critical_timeout_ms: 5_000,
+            ack_timeout_ms: 5_000,
+            linger_ms: 5,
+            idempotency_ttl_s: 86_400,
+            max_open_bookings_per_buyer: 4,
+            max_tickets_per_buyer: 8,
+            admin_listen: None,
+            header_read_timeout_ms: 10_000,
+            body_timeout_ms: 10_000,
+            request_timeout_ms: 30_000,
+            idle_timeout_ms: 60_000,
+            max_header_bytes: 16_384,
+            max_body_bytes: 16_384,
+            max_connections: 16_384,
+            max_streams: 12_000,
+            max_streams_per_client: 32,
+            stream_keepalive_ms: 15_000,
         }
     }
 }

@@ -142,7 +142,28 @@ impl Config {
         }
         check_range("gateway.token_ttl_s", g.token_ttl_s as i64, 1, 31_536_000)?;
         check_range("gateway.seat_events_interval_ms", g.seat_events_interval_ms as i64, 10, 60_000)?;
-        check_range("gateway.critical_timeout_ms", g.critical_timeout_ms as i64, 100, 600_000)?;
+        check_range("gateway.ack_timeout_ms", g.ack_timeout_ms as i64, 100, 600_000)?;
+        check_range("gateway.linger_ms", i64::from(g.linger_ms), 0, 1_000)?;
+        check_range("gateway.idempotency_ttl_s", g.idempotency_ttl_s as i64, 60, 31_536_000)?;
+        if let Some(admin) = &g.admin_listen
+            && (!is_host_port(admin) || *admin == g.listen)
+        {
+            return Err(ConfigError::invalid(
+                "gateway.admin_listen",
+                format!("{admin:?} is not host:port, or is gateway.listen itself"),
+            ));
+        }
+        check_range("gateway.header_read_timeout_ms", g.header_read_timeout_ms as i64, 100, 600_000)?;
+        check_range("gateway.body_timeout_ms", g.body_timeout_ms as i64, 100, 600_000)?;
+        check_range("gateway.request_timeout_ms", g.request_timeout_ms as i64, 100, 600_000)?;
+        check_range("gateway.idle_timeout_ms", g.idle_timeout_ms as i64, 100, 3_600_000)?;
+        // hyper refuses a read buffer under 8 KiB.
+        check_range("gateway.max_header_bytes", g.max_header_bytes as i64, 8_192, 1 << 20)?;
+        check_range("gateway.max_body_bytes", g.max_body_bytes as i64, 1_024, 1 << 20)?;
+        check_range("gateway.max_connections", g.max_connections as i64, 1, 1 << 20)?;
+        check_range("gateway.max_streams", g.max_streams as i64, 0, 1 << 20)?;
+        check_range("gateway.max_streams_per_client", g.max_streams_per_client as i64, 0, 1 << 20)?;
+        check_range("gateway.stream_keepalive_ms", g.stream_keepalive_ms as i64, 100, 600_000)?;
         // A slow message must finish inside its transaction, or the broker
         // aborts the transaction under it and the message replays forever.
         let worst = self.worst_case_message_ms();

@@ -1,7 +1,7 @@
 //! The routes and their handlers.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use axum::Json;
 use axum::Router;
@@ -12,17 +12,19 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
+use tokio::sync::watch;
 use turnstile_protocol::{BookingCommand, CancelBooking, CreateBooking, PayBooking};
 
-use super::bookings::{Booking, Claim};
+use super::bookings::{Booking, LimitError, Limits};
 use super::error::ApiError;
 use super::feed::{IDEMPOTENCY_KEY_HEADER, REQUEST_DIGEST_HEADER};
-use super::metrics::ActionLabel;
+use super::idempotency::{self, Claim, Delivery};
+use super::metrics::{ActionLabel, LimitLabel};
 use super::requests::BookingRequest;
 use super::venue::{Availability, SeatMap};
 use super::{Gateway, sse};
 use crate::naming;
-use crate::publisher::{PublishError, Record};
+use crate::publisher::{Acknowledgement, PublishError, Record, Urgency};
 use crate::routing;
 
 /// Longest `Idempotency-Key` accepted.
@@ -93,14 +95,21 @@ impl Gateway {
             .ok_or_else(|| ApiError::not_found(format!("no booking {booking_id:?}")))
     }
 
-    /// Queues a command for its booking's partition; never waits for room.
-    fn publish(&self, command: &BookingCommand, booking_id: &str, headers: &[(&str, &[u8])]) -> Result<(), ApiError> {
+    /// Queues a command for its booking's partition (never waiting for
+    /// room) and returns its delivery report to await.
+    fn publish(
+        &self,
+        command: &BookingCommand,
+        booking_id: &str,
+        headers: &[(&str, &[u8])],
+        urgency: Urgency,
+    ) -> Result<Acknowledgement, ApiError> {
         let payload = serde_json::to_vec(command)
             .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
         let (partition, key) = routing::by_booking(self.event_id, booking_id, self.partitions);
         let topic = naming::booking_command_topic(self.event_id).to_string();
         let record = Record { topic: &topic, partition, key: key.as_bytes(), payload: &payload, headers };
-        self.publisher.try_send(record).map_err(|err| self.refused(err))
+        self.publisher.try_send_acknowledged(record, urgency).map_err(|err| self.refused(err))
     }
 
     fn refused(&self, err: PublishError) -> ApiError {
@@ -111,6 +120,49 @@ impl Gateway {
             }
             other => ApiError::unavailable(format!("not published: {other}"), 1),
         }
+    }
+
+    fn ack_timeout(&self) -> Duration {
+        Duration::from_millis(self.config.gateway.ack_timeout_ms)
+    }
+
+    fn limits(&self) -> Limits {
+        Limits {
+            max_open_bookings: self.config.gateway.max_open_bookings_per_buyer,
+            max_tickets: self.config.gateway.max_tickets_per_buyer,
+        }
+    }
+}
+
+/// Waits up to `timeout` for a create's delivery to settle.
+async fn settled(mut delivery: watch::Receiver<Delivery>, timeout: Duration) -> Delivery {
+    match tokio::time::timeout(timeout, delivery.wait_for(|d| *d != Delivery::InFlight)).await {
+        Ok(Ok(d)) => d.clone(),
+        // The settling task always sends before it ends; a closed channel
+        // means the gateway is stopping.
+        Ok(Err(_)) => Delivery::Failed("the gateway is stopping".into()),
+        Err(_) => Delivery::InFlight,
+    }
+}
+
+/// What a create's answer is once its delivery is known (or not in time).
+fn answer_create(g: &Gateway, booking_id: &str, buyer: u64, delivery: Delivery) -> Result<Response, ApiError> {
+    match delivery {
+        Delivery::Durable => {
+            let status = g.views.lock().bookings.get(booking_id, buyer).map(|b| b.status.as_str());
+            Ok(accepted(booking_id, status.unwrap_or("processing")))
+        }
+        Delivery::Failed(why) => {
+            Err(ApiError::unavailable(format!("not published ({why}); nothing was booked, retry"), 1))
+        }
+        Delivery::InFlight => Err(ApiError::unavailable(
+            format!(
+                "the broker has not acknowledged the booking within {:?}; it may still be made: retry with the same \
+                 Idempotency-Key to learn its id",
+                g.ack_timeout()
+            ),
+            1,
+        )),
     }
 }
 
@@ -124,13 +176,6 @@ async fn create(
     g.check_event(event)?;
     g.check_ready()?;
     let request = BookingRequest::parse(&body)?;
-    {
-        let state = g.views.lock();
-        if !state.venue.is_configured() {
-            return Err(ApiError::unavailable("the venue is not known yet (no subsection configured)", 1));
-        }
-        request.check(&state.venue)?;
-    }
     let key = match headers.get("idempotency-key") {
         None => None,
         Some(v) => match v.to_str() {
@@ -145,25 +190,56 @@ async fn create(
         },
     };
     let booking_id = uuid::Uuid::now_v7().to_string();
-    let digest = Sha256::digest(&body);
-    if let Some(key) = &key {
-        // The claim's lock ends with this statement: a replay reads the view again.
-        let claim = g.views.lock().bookings.claim(buyer, key, &digest, &booking_id);
-        match claim {
-            Claim::New => {}
-            Claim::Replay(earlier) => {
-                let status = g.views.lock().bookings.get(&earlier, buyer).map(|b| b.status.as_str());
-                return Ok(accepted(&earlier, status.unwrap_or("processing")));
-            }
-            Claim::Conflict => {
-                return Err(ApiError::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "idempotency_conflict",
-                    "this Idempotency-Key was used with a different request",
-                ));
-            }
+    let digest: idempotency::Digest = Sha256::digest(&body).into();
+    let (settle, delivery) = watch::channel(Delivery::InFlight);
+    // One lock: the venue check, the key's claim and the buyer's caps, so
+    // that concurrent requests of one buyer see each other.
+    let replay = {
+        let mut state = g.views.lock();
+        if !state.venue.is_configured() {
+            return Err(ApiError::unavailable("the venue is not known yet (no subsection configured)", 1));
         }
+        request.check(&state.venue)?;
+        let replay = match &key {
+            None => None,
+            Some(key) => match state.keys.claim(buyer, key, &digest, &booking_id, &delivery, SystemTime::now()) {
+                Claim::New => None,
+                Claim::Replay { booking_id: earlier, in_flight } => Some((earlier, in_flight)),
+                Claim::Conflict => {
+                    return Err(ApiError::new(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        "idempotency_conflict",
+                        "this Idempotency-Key was used with a different request",
+                    ));
+                }
+            },
+        };
+        if replay.is_none()
+            && let Err(limit) = state.bookings.admit(buyer, request.quantity, g.limits())
+        {
+            if let Some(key) = &key {
+                state.keys.settle(buyer, key, &booking_id, false, SystemTime::now());
+            }
+            g.metrics.limited.get_or_create(&LimitLabel { limit: limit.name() }).inc();
+            return Err(match limit {
+                LimitError::OpenBookings { .. } => {
+                    ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too_many_open_bookings", limit.to_string())
+                }
+                LimitError::Tickets { .. } => {
+                    ApiError { error: "ticket_limit", ..ApiError::field("quantity", limit.to_string()) }
+                }
+            });
+        }
+        replay
+    };
+    if let Some((earlier, in_flight)) = replay {
+        let delivery = match in_flight {
+            Some(wait) => settled(wait, g.ack_timeout()).await,
+            None => Delivery::Durable,
+        };
+        return answer_create(&g, &earlier, buyer, delivery);
     }
+    let quantity = request.quantity;
     let command = BookingCommand::CreateBooking(CreateBooking {
         booking_id: booking_id.clone(),
         buyer_id: buyer,
@@ -177,15 +253,50 @@ async fn create(
         Some(k) => vec![(IDEMPOTENCY_KEY_HEADER, k.as_bytes()), (REQUEST_DIGEST_HEADER, digest.as_slice())],
         None => Vec::new(),
     };
-    if let Err(err) = g.publish(&command, &booking_id, &record_headers) {
+    let forget = |g: &Gateway| {
+        let mut state = g.views.lock();
+        state.bookings.settle(&booking_id, buyer, quantity, false);
         if let Some(key) = &key {
-            g.views.lock().bookings.release(buyer, key);
+            state.keys.settle(buyer, key, &booking_id, false, SystemTime::now());
         }
-        return Err(err);
-    }
-    g.metrics.published.get_or_create(&ActionLabel { action: "create" }).inc();
-    g.views.lock().bookings.accept(&booking_id, buyer);
-    Ok(accepted(&booking_id, "processing"))
+    };
+    let acknowledgement = match g.publish(&command, &booking_id, &record_headers, Urgency::Batched) {
+        Ok(ack) => ack,
+        Err(refused) => {
+            forget(&g);
+            settle.send_replace(Delivery::Failed(refused.message.clone()));
+            return Err(refused);
+        }
+    };
+    // Settled on a task of its own: a client that hangs up must not leave
+    // its key in flight or its admission counted.
+    let settling = {
+        let (g, booking_id) = (g.clone(), booking_id.clone());
+        async move {
+            let delivery = match acknowledgement.await {
+                Ok(Ok(())) => Delivery::Durable,
+                Ok(Err(why)) => Delivery::Failed(why),
+                Err(_) => Delivery::Failed("the producer went away".into()),
+            };
+            let durable = delivery == Delivery::Durable;
+            {
+                let mut state = g.views.lock();
+                state.bookings.settle(&booking_id, buyer, quantity, durable);
+                if let Some(key) = &key {
+                    state.keys.settle(buyer, key, &booking_id, durable, SystemTime::now());
+                }
+            }
+            if durable {
+                g.metrics.published.get_or_create(&ActionLabel { action: "create" }).inc();
+            } else {
+                tracing::warn!(%booking_id, ?delivery, "a create was not published");
+            }
+            settle.send_replace(delivery);
+        }
+    };
+    tokio::spawn(settling);
+    let delivery = settled(delivery, g.ack_timeout()).await;
+    answer_create(&g, &booking_id, buyer, delivery)
 }
 
 async fn pay(State(g): Shared, Path(booking_id): Path<String>, headers: HeaderMap) -> Result<Response, ApiError> {
@@ -193,29 +304,9 @@ async fn pay(State(g): Shared, Path(booking_id): Path<String>, headers: HeaderMa
     g.check_ready()?;
     let booking = g.owned(&booking_id, buyer)?;
     let command = BookingCommand::PayBooking(PayBooking { booking_id: booking_id.clone(), buyer_id: buyer });
-    let payload = serde_json::to_vec(&command)
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
-    // Critical: through the same producer as the booking's other commands
-    // (so it stays in their order), sent at once, and answered only when
-    // the broker has acknowledged this record.
-    let (partition, key) = routing::by_booking(g.event_id, &booking_id, g.partitions);
-    let topic = naming::booking_command_topic(g.event_id).to_string();
-    let record = Record { topic: &topic, partition, key: key.as_bytes(), payload: &payload, headers: &[] };
-    let acknowledged = g.publisher.try_send_acknowledged(record).map_err(|err| g.refused(err))?;
-    let timeout = Duration::from_millis(g.config.gateway.critical_timeout_ms);
-    let unacknowledged = |why: String| {
-        ApiError::unavailable(
-            format!("the pay was not acknowledged ({why}); it may still arrive, and paying again is safe"),
-            1,
-        )
-    };
-    match tokio::time::timeout(timeout, acknowledged).await {
-        Ok(Ok(Ok(()))) => {}
-        Ok(Ok(Err(err))) => return Err(unacknowledged(err)),
-        Ok(Err(_)) => return Err(unacknowledged("the producer went away".into())),
-        Err(_) => return Err(unacknowledged(format!("no answer within {timeout:?}"))),
-    }
-    g.metrics.published.get_or_create(&ActionLabel { action: "pay" }).inc();
+    // Critical: sent at once, and answered when this record is acknowledged.
+    let acknowledged = g.publish(&command, &booking_id, &[], Urgency::Now)?;
+    follow_up_acknowledged(&g, acknowledged, "pay").await?;
     Ok(accepted(&booking_id, booking.status.as_str()))
 }
 
@@ -224,9 +315,29 @@ async fn cancel(State(g): Shared, Path(booking_id): Path<String>, headers: Heade
     g.check_ready()?;
     let booking = g.owned(&booking_id, buyer)?;
     let command = BookingCommand::CancelBooking(CancelBooking { booking_id: booking_id.clone(), buyer_id: buyer });
-    g.publish(&command, &booking_id, &[])?;
-    g.metrics.published.get_or_create(&ActionLabel { action: "cancel" }).inc();
+    let acknowledged = g.publish(&command, &booking_id, &[], Urgency::Batched)?;
+    follow_up_acknowledged(&g, acknowledged, "cancel").await?;
     Ok(accepted(&booking_id, booking.status.as_str()))
+}
+
+/// Waits for a pay's or cancel's acknowledgement; repeating either is
+/// harmless, so a timeout just says so.
+async fn follow_up_acknowledged(g: &Gateway, ack: Acknowledgement, action: &'static str) -> Result<(), ApiError> {
+    let unacknowledged = |why: String| {
+        ApiError::unavailable(
+            format!("the {action} was not acknowledged ({why}); it may still arrive, and sending it again is safe"),
+            1,
+        )
+    };
+    match tokio::time::timeout(g.ack_timeout(), ack).await {
+        Ok(Ok(Ok(()))) => {
+            g.metrics.published.get_or_create(&ActionLabel { action }).inc();
+            Ok(())
+        }
+        Ok(Ok(Err(err))) => Err(unacknowledged(err)),
+        Ok(Err(_)) => Err(unacknowledged("the producer went away".into())),
+        Err(_) => Err(unacknowledged(format!("no answer within {:?}", g.ack_timeout()))),
+    }
 }
 
 async fn booking(

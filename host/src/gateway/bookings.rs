@@ -1,6 +1,6 @@
 //! Bookings as `booking-status-changed` tells them (read `read_committed`,
 //! rebuilt from the topic at start), plus the ones this gateway accepted
-//! whose first status has not arrived yet, and the idempotency keys.
+//! whose first status has not arrived yet, and each buyer's caps.
 
 use std::collections::HashMap;
 
@@ -22,6 +22,9 @@ pub struct Booking {
     pub reason: Option<String>,
     /// Status messages seen for it.
     pub updates: u64,
+    /// Tickets asked for (0 when its create was not seen).
+    #[serde(skip)]
+    pub quantity: u32,
 }
 
 impl Booking {
@@ -34,27 +37,57 @@ impl Booking {
             total_price: None,
             reason: None,
             updates: 0,
+            quantity: 0,
+        }
+    }
+
+    /// Whether it holds seats or may still: processing, pending or sold.
+    fn holds_tickets(&self) -> bool {
+        !matches!(self.status, BookingStatus::Failed | BookingStatus::Cancelled)
+    }
+
+    fn tickets(&self) -> u32 {
+        self.seats.as_ref().map_or(self.quantity, |s| s.len() as u32)
+    }
+}
+
+/// Per-buyer caps at the gateway (0: no limit).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Limits {
+    pub max_open_bookings: u32,
+    pub max_tickets: u32,
+}
+
+/// A create a buyer's caps refuse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LimitError {
+    #[error(
+        "you have {open} open bookings (processing or pending payment), the most this gateway allows \
+         (gateway.max_open_bookings_per_buyer = {limit}); pay or cancel one first"
+    )]
+    OpenBookings { open: u32, limit: u32 },
+    #[error(
+        "{quantity} more tickets would make {total}, more than this event allows one buyer \
+         (gateway.max_tickets_per_buyer = {limit})"
+    )]
+    Tickets { quantity: u32, total: u32, limit: u32 },
+}
+
+impl LimitError {
+    /// The limit's name, for metrics.
+    pub fn name(&self) -> &'static str {
+        match self {
+            LimitError::OpenBookings { .. } => "max_open_bookings_per_buyer",
+            LimitError::Tickets { .. } => "max_tickets_per_buyer",
         }
     }
 }
 
-/// What an idempotency key was first used for.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Keyed {
-    booking_id: String,
-    /// The request it came with: a different one under the same key is refused.
-    request: Vec<u8>,
-}
-
-/// Outcome of claiming an idempotency key.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Claim {
-    /// New: publish under this booking id.
-    New,
-    /// Seen with the same request: answer with its booking id, publish nothing.
-    Replay(String),
-    /// Seen with another request.
-    Conflict,
+/// Creates admitted under a buyer's caps whose delivery is not settled yet.
+#[derive(Debug, Default, Clone, Copy)]
+struct InFlight {
+    bookings: u32,
+    tickets: u32,
 }
 
 /// Every booking of the event.
@@ -62,7 +95,7 @@ pub enum Claim {
 pub struct Bookings {
     by_id: HashMap<String, Booking>,
     by_buyer: HashMap<u64, Vec<String>>,
-    keys: HashMap<(u64, String), Keyed>,
+    in_flight: HashMap<u64, InFlight>,
 }
 
 impl Bookings {
@@ -83,9 +116,50 @@ impl Bookings {
         booking.clone()
     }
 
-    /// A booking this gateway just published, `processing` until its first status arrives.
-    pub fn accept(&mut self, booking_id: &str, buyer_id: u64) {
-        self.entry(booking_id, buyer_id);
+    /// A create published (by this gateway, or read back from the
+    /// commands): `processing` until its first status arrives.
+    pub fn accept(&mut self, booking_id: &str, buyer_id: u64, quantity: u32) {
+        let booking = self.entry(booking_id, buyer_id);
+        booking.quantity = quantity;
+    }
+
+    /// Admits a create of `quantity` tickets under `buyer`'s caps, counting
+    /// creates still in flight; [`settle`](Self::settle) ends the admission.
+    /// Exact for concurrent requests of one buyer, as all go through here.
+    pub fn admit(&mut self, buyer: u64, quantity: u32, limits: Limits) -> Result<(), LimitError> {
+        let in_flight = self.in_flight.get(&buyer).copied().unwrap_or_default();
+        let mine = || self.by_buyer.get(&buyer).into_iter().flatten().filter_map(|id| self.by_id.get(id));
+        if limits.max_open_bookings > 0 {
+            let open = mine().filter(|b| !b.status.is_terminal()).count() as u32 + in_flight.bookings;
+            if open >= limits.max_open_bookings {
+                return Err(LimitError::OpenBookings { open, limit: limits.max_open_bookings });
+            }
+        }
+        if limits.max_tickets > 0 {
+            let held: u32 = mine().filter(|b| b.holds_tickets()).map(Booking::tickets).sum::<u32>() + in_flight.tickets;
+            let total = held.saturating_add(quantity);
+            if total > limits.max_tickets {
+                return Err(LimitError::Tickets { quantity, total, limit: limits.max_tickets });
+            }
+        }
+        let entry = self.in_flight.entry(buyer).or_default();
+        entry.bookings += 1;
+        entry.tickets += quantity;
+        Ok(())
+    }
+
+    /// Ends an admission: the create is published (`durable`) or not.
+    pub fn settle(&mut self, booking_id: &str, buyer: u64, quantity: u32, durable: bool) {
+        if let Some(entry) = self.in_flight.get_mut(&buyer) {
+            entry.bookings = entry.bookings.saturating_sub(1);
+            entry.tickets = entry.tickets.saturating_sub(quantity);
+            if entry.bookings == 0 {
+                self.in_flight.remove(&buyer);
+            }
+        }
+        if durable {
+            self.accept(booking_id, buyer, quantity);
+        }
     }
 
     fn entry(&mut self, booking_id: &str, buyer_id: u64) -> &mut Booking {
@@ -103,33 +177,6 @@ impl Bookings {
     /// The buyer's bookings, oldest first.
     pub fn of_buyer(&self, buyer: u64) -> Vec<Booking> {
         self.by_buyer.get(&buyer).into_iter().flatten().filter_map(|id| self.by_id.get(id)).cloned().collect()
-    }
-
-    /// Claims `key` of `buyer` for `request` and, if new, for `booking_id`.
-    pub fn claim(&mut self, buyer: u64, key: &str, request: &[u8], booking_id: &str) -> Claim {
-        match self.keys.get(&(buyer, key.to_owned())) {
-            Some(k) if k.request == request => Claim::Replay(k.booking_id.clone()),
-            Some(_) => Claim::Conflict,
-            None => {
-                self.keys.insert(
-                    (buyer, key.to_owned()),
-                    Keyed { booking_id: booking_id.to_owned(), request: request.to_vec() },
-                );
-                Claim::New
-            }
-        }
-    }
-
-    /// Gives a claimed key back (its publish failed).
-    pub fn release(&mut self, buyer: u64, key: &str) {
-        self.keys.remove(&(buyer, key.to_owned()));
-    }
-
-    /// Remembers a key read back from a create command's header (at start).
-    pub fn remember(&mut self, buyer: u64, key: &str, request: &[u8], booking_id: &str) {
-        self.keys
-            .entry((buyer, key.to_owned()))
-            .or_insert_with(|| Keyed { booking_id: booking_id.to_owned(), request: request.to_vec() });
     }
 
     pub fn len(&self) -> usize {
@@ -159,7 +206,7 @@ mod tests {
     #[test]
     fn the_latest_status_wins_and_only_its_buyer_sees_it() {
         let mut b = Bookings::default();
-        b.accept("b1", 7);
+        b.accept("b1", 7, 1);
         assert_eq!(b.get("b1", 7).unwrap().status, BookingStatus::Processing);
         b.apply(&status("b1", 7, BookingStatus::Processing, None));
         b.apply(&status("b1", 7, BookingStatus::PendingPayment, None));
@@ -174,13 +221,25 @@ mod tests {
     }
 
     #[test]
-    fn an_idempotency_key_maps_one_request_to_one_booking() {
+    fn caps_count_open_bookings_and_held_tickets_including_creates_in_flight() {
+        let limits = Limits { max_open_bookings: 2, max_tickets: 5 };
         let mut b = Bookings::default();
-        assert_eq!(b.claim(7, "k", b"{}", "b1"), Claim::New);
-        assert_eq!(b.claim(7, "k", b"{}", "b2"), Claim::Replay("b1".into()));
-        assert_eq!(b.claim(7, "k", b"{\"other\":1}", "b3"), Claim::Conflict);
-        assert_eq!(b.claim(8, "k", b"{}", "b4"), Claim::New, "keys are per buyer");
-        b.release(7, "k");
-        assert_eq!(b.claim(7, "k", b"{}", "b5"), Claim::New);
+        b.admit(7, 2, limits).unwrap();
+        b.admit(7, 2, limits).unwrap();
+        assert!(matches!(b.admit(7, 1, limits), Err(LimitError::OpenBookings { open: 2, limit: 2 })));
+        assert!(b.admit(8, 4, limits).is_ok(), "caps are per buyer");
+        b.settle("b1", 7, 2, true);
+        b.settle("b2", 7, 2, false);
+        // One open (b1, 2 tickets): 4 more would make 6.
+        assert!(matches!(b.admit(7, 4, limits), Err(LimitError::Tickets { total: 6, .. })));
+        b.admit(7, 3, limits).unwrap();
+        b.settle("b3", 7, 3, true);
+        assert!(b.admit(7, 1, limits).is_err());
+        // b1 fails: its tickets and its place come back; b3 is sold and still counts.
+        b.apply(&status("b1", 7, BookingStatus::Failed, Some("no seats")));
+        b.apply(&status("b3", 7, BookingStatus::Completed, None));
+        b.admit(7, 2, limits).unwrap();
+        assert!(b.admit(7, 1, limits).is_err(), "3 sold + 2 in flight is the limit");
+        assert!(b.admit(9, 40, Limits::default()).is_ok(), "0 is no limit");
     }
 }

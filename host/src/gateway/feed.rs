@@ -18,6 +18,7 @@ use tokio::sync::{broadcast, watch};
 use turnstile_protocol::{BookingCommand, BookingStatusChanged, SeatCommand, SeatResult};
 
 use super::bookings::{Booking, Bookings};
+use super::idempotency::Keys;
 use super::venue::Venue;
 use crate::client::ClientSettings;
 use crate::client::QuietEof;
@@ -42,24 +43,25 @@ pub struct Views {
 }
 
 /// What the views hold.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct State {
     pub bookings: Bookings,
+    pub keys: Keys,
     pub venue: Venue,
 }
 
-impl Default for Views {
-    fn default() -> Self {
+impl Views {
+    /// Empty views whose idempotency keys live `key_ttl`.
+    pub fn new(key_ttl: Duration) -> Self {
+        let state = State { bookings: Bookings::default(), keys: Keys::new(key_ttl), venue: Venue::default() };
         Views {
-            state: Mutex::new(State::default()),
+            state: Mutex::new(state),
             statuses: broadcast::channel(STATUS_BUFFER).0,
             venue_version: watch::channel(0).0,
             ready: AtomicBool::new(false),
         }
     }
-}
 
-impl Views {
     pub fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -102,16 +104,27 @@ impl Views {
                 self.venue_version.send_modify(|v| *v += 1);
             }
         } else if topic == topics.commands {
-            // Creates published with an idempotency key: the key survives a restart.
-            let Some(headers) = message.headers() else { return };
-            let header = |name: &str| headers.iter().find(|h| h.key == name).and_then(|h| h.value);
-            let (Some(key), Some(digest)) = (header(IDEMPOTENCY_KEY_HEADER), header(REQUEST_DIGEST_HEADER)) else {
+            // Creates: their quantities count against buyers' caps, and a
+            // key they were published under survives a restart.
+            if !contains(payload, b"create_booking") {
+                return;
+            }
+            let Ok(BookingCommand::CreateBooking(c)) = serde_json::from_slice::<BookingCommand>(payload) else {
                 return;
             };
-            if let Ok(BookingCommand::CreateBooking(c)) = serde_json::from_slice::<BookingCommand>(payload) {
-                let mut state = self.lock();
-                state.bookings.remember(c.buyer_id, &String::from_utf8_lossy(key), digest, &c.booking_id);
-                state.bookings.accept(&c.booking_id, c.buyer_id);
+            let mut state = self.lock();
+            state.bookings.accept(&c.booking_id, c.buyer_id, c.quantity);
+            let Some(headers) = message.headers() else { return };
+            let header = |name: &str| headers.iter().find(|h| h.key == name).and_then(|h| h.value);
+            if let (Some(key), Some(digest)) = (header(IDEMPOTENCY_KEY_HEADER), header(REQUEST_DIGEST_HEADER))
+                && let Ok(digest) = <[u8; 32]>::try_from(digest)
+            {
+                let at = message
+                    .timestamp()
+                    .to_millis()
+                    .and_then(|ms| u64::try_from(ms).ok())
+                    .map_or_else(std::time::SystemTime::now, |ms| std::time::UNIX_EPOCH + Duration::from_millis(ms));
+                state.keys.remember(c.buyer_id, &String::from_utf8_lossy(key), &digest, &c.booking_id, at);
             }
         }
     }

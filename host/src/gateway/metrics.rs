@@ -29,6 +29,11 @@ pub struct ActionLabel {
     pub action: &'static str,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct LimitLabel {
+    pub limit: &'static str,
+}
+
 #[derive(Debug)]
 pub struct GatewayMetrics {
     requests: Family<RouteLabels, Counter>,
@@ -37,6 +42,8 @@ pub struct GatewayMetrics {
     pub published: Family<ActionLabel, Counter>,
     /// Requests answered 503 because the publisher's queue was full.
     pub queue_full: Counter,
+    /// Creates refused by a buyer's cap, by the cap's name.
+    pub limited: Family<LimitLabel, Counter>,
 }
 
 impl Default for GatewayMetrics {
@@ -47,6 +54,7 @@ impl Default for GatewayMetrics {
             latency: Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.00005, 2.0, 19))),
             published: Family::default(),
             queue_full: Counter::default(),
+            limited: Family::default(),
         }
     }
 }
@@ -66,6 +74,7 @@ impl GatewayMetrics {
             "Requests refused with 503 because the publisher's queue was full",
             self.queue_full.clone(),
         );
+        registry.register("buyer_limited", "Creates refused by a per-buyer cap, by cap", self.limited.clone());
     }
 }
 

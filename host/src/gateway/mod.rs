@@ -2,8 +2,9 @@
 //!
 //! Writes (create, pay, cancel) are validated, then published to the
 //! event's `booking-command` topic with the host's partitioning and answered
-//! `202` without waiting for the services; pays are critical (sent at once,
-//! acknowledged before the answer). Reads come from views of the public
+//! `202` without waiting for the services, but only once the broker has
+//! acknowledged the command (`acks=all`): creates and cancels ride the next
+//! batch, pays are sent at once. Reads come from views of the public
 //! topics ([`feed`]), never from a plugin's state. ARCHITECTURE.md, "The
 //! gateway", has the flow.
 
@@ -12,6 +13,7 @@ pub mod auth;
 pub mod bookings;
 pub mod error;
 pub mod feed;
+pub mod idempotency;
 pub mod metrics;
 pub mod page;
 pub mod requests;
@@ -20,9 +22,11 @@ pub mod venue;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
+use std::time::Duration;
 
+use crate::client::ClientSettings;
 use crate::config::Config;
-use crate::publisher::Publisher;
+use crate::publisher::{self, Publisher};
 pub use auth::{AuthError, Authenticator};
 pub use feed::{FeedError, Views};
 
@@ -51,6 +55,25 @@ pub enum GatewayError {
     Publish(#[from] crate::publisher::PublishError),
 }
 
+/// The gateway's producer: the configured one, but a `202` promises what
+/// only `acks=all` with idempotence delivers, and answers wait for their
+/// batch, so it lingers `gateway.linger_ms`.
+fn producer_properties(config: &Config) -> ClientSettings {
+    let mut properties = publisher::producer_properties(config);
+    if config.producer.acks != "all" && config.producer.acks != "-1" || !config.producer.enable_idempotence {
+        tracing::warn!(
+            acks = %config.producer.acks,
+            idempotence = config.producer.enable_idempotence,
+            "the gateway publishes with acks=all and idempotence whatever [producer] says"
+        );
+    }
+    properties
+        .set("acks", "all")
+        .set("enable.idempotence", "true")
+        .set("linger.ms", config.gateway.linger_ms.to_string());
+    properties
+}
+
 impl Gateway {
     /// Connects the publisher and starts the views' feed (which runs until `stop`).
     pub fn start(
@@ -60,8 +83,8 @@ impl Gateway {
         stop: Arc<AtomicBool>,
     ) -> Result<Arc<Self>, GatewayError> {
         let auth = Authenticator::from_config(&config.gateway)?;
-        let publisher = Publisher::new(config)?;
-        let views = Arc::new(Views::default());
+        let publisher = Publisher::from_properties(producer_properties(config))?;
+        let views = Arc::new(Views::new(Duration::from_secs(config.gateway.idempotency_ttl_s)));
         feed::spawn(&config.kafka, event_id, partitions, views.clone(), stop)?;
         Ok(Arc::new(Gateway {
             event_id,

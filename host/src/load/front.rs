@@ -2,8 +2,11 @@
 //! gateway instead of straight to Kafka (`sellout --via-gateway`), by a few
 //! worker threads with keep-alive connections, timing every request.
 //!
-//! A `503` (the gateway's publisher is full) is retried after a short
-//! pause, never dropped; a `4xx` is a refusal, reported with its body.
+//! A create is answered once the broker has it, so many workers keep
+//! requests in flight while the gateway batches them. A `503` (back-pressure)
+//! or a failed connection is retried after a short pause, never dropped:
+//! creates carry an `Idempotency-Key`, so a retry never books twice. A `4xx`
+//! is a refusal, reported with its body.
 
 use std::collections::HashMap;
 use std::sync::mpsc::{self, Receiver, Sender};
@@ -15,10 +18,11 @@ use turnstile_protocol::CreateBooking;
 use crate::config::GatewayConfig;
 use crate::gateway::auth;
 
-/// Worker threads, each with one request in flight at a time.
-const WORKERS: usize = 8;
-/// How long a request is retried while the gateway answers 503.
-const RETRY_503_FOR: Duration = Duration::from_secs(60);
+/// Worker threads, each with one request in flight at a time: enough to
+/// fill the gateway's batches while each create waits for its own.
+const WORKERS: usize = 32;
+/// How long a request is retried while the gateway answers 503 or cannot be reached.
+const RETRY_FOR: Duration = Duration::from_secs(60);
 
 /// A create's answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,8 +112,10 @@ impl HttpFront {
         let (done, created) = mpsc::channel();
         let report = Arc::new(Mutex::new(FrontReport::default()));
         let mut workers = Vec::new();
+        let run = uuid::Uuid::now_v7();
         for n in 0..WORKERS {
             let worker = Worker {
+                run,
                 base: format!("http://{addr}"),
                 event_id,
                 gateway: gateway.clone(),
@@ -174,6 +180,8 @@ impl HttpFront {
 }
 
 struct Worker {
+    /// Tells this run's idempotency keys from an earlier run's.
+    run: uuid::Uuid,
     base: String,
     event_id: u64,
     gateway: GatewayConfig,
@@ -200,14 +208,15 @@ impl Worker {
                     })
                     .to_string();
                     let path = format!("/events/{}/bookings", self.event_id);
-                    let result = self.post(&path, command.buyer_id, &body).and_then(|answer| {
+                    let key = format!("sellout-{}-{index}", self.run);
+                    let result = self.post(&path, command.buyer_id, Some(&key), &body).and_then(|answer| {
                         let value: serde_json::Value = serde_json::from_str(&answer).map_err(|e| e.to_string())?;
                         value["booking_id"].as_str().map(str::to_owned).ok_or(answer)
                     });
                     let _ = done.send(Created { index, result });
                 }
                 Job::FollowUp { booking_id, buyer_id, action } => {
-                    if let Err(err) = self.post(&format!("/bookings/{booking_id}/{action}"), buyer_id, "") {
+                    if let Err(err) = self.post(&format!("/bookings/{booking_id}/{action}"), buyer_id, None, "") {
                         tracing::warn!(%booking_id, action, error = %err, "follow-up refused");
                     }
                 }
@@ -215,8 +224,9 @@ impl Worker {
         }
     }
 
-    /// POSTs until the answer is not a 503; `Ok(body)` for a 2xx.
-    fn post(&mut self, path: &str, buyer: u64, body: &str) -> Result<String, String> {
+    /// POSTs until the answer is not a 503 and the gateway was reached;
+    /// `Ok(body)` for a 2xx.
+    fn post(&mut self, path: &str, buyer: u64, key: Option<&str>, body: &str) -> Result<String, String> {
         let token = match self.tokens.get(&buyer) {
             Some(t) => t.clone(),
             None => {
@@ -227,17 +237,29 @@ impl Worker {
         };
         let url = format!("{}{path}", self.base);
         let mut pause = Duration::from_millis(5);
-        let give_up = Instant::now() + RETRY_503_FOR;
+        let give_up = Instant::now() + RETRY_FOR;
         loop {
             let started = Instant::now();
-            let response = self
+            let mut request = self
                 .agent
                 .post(&url)
                 .header("Authorization", &format!("Bearer {token}"))
-                .content_type("application/json")
-                .send(body);
+                .content_type("application/json");
+            if let Some(key) = key {
+                request = request.header("Idempotency-Key", key);
+            }
+            let response = request.send(body);
             let took = started.elapsed();
-            let mut response = response.map_err(|e| format!("POST {path}: {e}"))?;
+            let mut response = match response {
+                Ok(r) => r,
+                Err(e) if Instant::now() < give_up => {
+                    tracing::debug!(error = %e, path, "retrying a request the gateway did not answer");
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_millis(500));
+                    continue;
+                }
+                Err(e) => return Err(format!("POST {path}: {e}")),
+            };
             let status = response.status().as_u16();
             let text = response.body_mut().read_to_string().unwrap_or_default();
             let mut report = self.report.lock().unwrap_or_else(|p| p.into_inner());
