@@ -24,8 +24,22 @@ pub struct GatewayConfig {
     /// at least 32 bytes. Never printed: `turnstile config` shows it redacted.
     #[serde(serialize_with = "redacted")]
     pub jwt_secret: Option<String>,
-    /// Lifetime of tokens `gateway token` prints.
+    /// Lifetime of tokens `gateway token` prints; at most
+    /// `max_token_lifetime_s`, or the gateway would refuse its own tokens.
     pub token_ttl_s: u64,
+    /// Clock skew allowed between the token's issuer and the gateway, on
+    /// `exp`, `nbf` and `iat`. Small: it extends every token's life.
+    pub token_leeway_s: u64,
+    /// When set, tokens must carry this `iss`, and `gateway token` puts it
+    /// in; so tokens minted for another system with the same secret fail.
+    pub token_issuer: Option<String>,
+    /// When set, tokens must name this in `aud`, and `gateway token` puts it
+    /// in. When unset, a token with any `aud` is refused (RFC 7519 §4.1.3:
+    /// it is meant for someone else).
+    pub token_audience: Option<String>,
+    /// Longest `exp - iat` accepted: a leaked token is good for at most this
+    /// long. Tokens without `iat` are refused, as their age is unknown.
+    pub max_token_lifetime_s: u64,
     /// Availability events of one event are sent at most this often.
     pub seat_events_interval_ms: u64,
     /// How long a create or pay may wait for the broker's acknowledgement
@@ -80,6 +94,10 @@ impl Default for GatewayConfig {
             auth: GatewayAuth::Jwt,
             jwt_secret: None,
             token_ttl_s: 86_400,
+            token_leeway_s: 5,
+            token_issuer: None,
+            token_audience: None,
+            max_token_lifetime_s: 86_400,
             seat_events_interval_ms: 100,
             ack_timeout_ms: 5_000,
             linger_ms: 5,

@@ -320,3 +320,30 @@ fn compression_is_one_setting_for_every_producer() {
         assert_eq!(crate::publisher::producer_properties(&c).get("compression.type"), Some(codec));
     }
 }
+
+#[test]
+fn token_settings_are_checked_against_each_other() {
+    let c = Config::default();
+    assert_eq!((c.gateway.token_leeway_s, c.gateway.max_token_lifetime_s), (5, 86_400));
+    assert!(c.validate().is_ok());
+    // `gateway token` must not print tokens the gateway refuses.
+    let mut c = Config::default();
+    c.gateway.token_ttl_s = c.gateway.max_token_lifetime_s + 1;
+    let err = c.validate().unwrap_err().to_string();
+    assert!(err.contains("gateway.token_ttl_s") && err.contains("gateway.max_token_lifetime_s"), "{err}");
+    let mut c = Config::default();
+    c.gateway.max_token_lifetime_s = 0;
+    assert!(c.validate().unwrap_err().to_string().contains("gateway.max_token_lifetime_s"));
+    let mut c = Config::default();
+    c.gateway.token_leeway_s = 301;
+    assert!(c.validate().unwrap_err().to_string().contains("gateway.token_leeway_s"));
+    let mut c = Config::default();
+    c.gateway.token_issuer = Some(" ".into());
+    assert!(c.validate().unwrap_err().to_string().contains("gateway.token_issuer"));
+    let mut c = Config::default();
+    c.gateway.token_audience = Some(String::new());
+    assert!(c.validate().unwrap_err().to_string().contains("gateway.token_audience"));
+    c.gateway.token_audience = Some("turnstile-gateway".into());
+    c.gateway.token_issuer = Some("https://tickets.example".into());
+    assert!(c.validate().is_ok());
+}

@@ -141,6 +141,23 @@ impl Config {
             ));
         }
         check_range("gateway.token_ttl_s", g.token_ttl_s as i64, 1, 31_536_000)?;
+        check_range("gateway.max_token_lifetime_s", g.max_token_lifetime_s as i64, 1, 31_536_000)?;
+        // Minutes of skew mean a clock to fix, not a leeway to grant.
+        check_range("gateway.token_leeway_s", g.token_leeway_s as i64, 0, 300)?;
+        if g.token_ttl_s > g.max_token_lifetime_s {
+            return Err(ConfigError::invalid(
+                "gateway.token_ttl_s",
+                format!(
+                    "{} exceeds gateway.max_token_lifetime_s ({}): the gateway would refuse the tokens `gateway token` prints",
+                    g.token_ttl_s, g.max_token_lifetime_s
+                ),
+            ));
+        }
+        for (key, value) in [("gateway.token_issuer", &g.token_issuer), ("gateway.token_audience", &g.token_audience)] {
+            if value.as_deref().is_some_and(|v| v.trim().is_empty()) {
+                return Err(ConfigError::invalid(key, "must not be empty; leave it unset to not check it"));
+            }
+        }
         check_range("gateway.seat_events_interval_ms", g.seat_events_interval_ms as i64, 10, 60_000)?;
         check_range("gateway.ack_timeout_ms", g.ack_timeout_ms as i64, 100, 600_000)?;
         check_range("gateway.linger_ms", i64::from(g.linger_ms), 0, 1_000)?;
