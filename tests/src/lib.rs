@@ -1417,9 +1417,14 @@ impl GatewayProcess {
             .stderr(file);
         self.logs.push(log);
         self.child = Some(cmd.spawn().unwrap_or_else(|e| panic!("cannot start the gateway: {e}")));
-        let ready = eventually(Duration::from_secs(60), || {
-            http_get(&self.addr, "/readyz").is_ok_and(|(status, _)| status == 200)
-        });
+        // The probes move to the admin listener when there is one.
+        let probes = self
+            .env
+            .iter()
+            .find(|(k, _)| k == "TURNSTILE_GATEWAY__ADMIN_LISTEN")
+            .map_or(self.addr.clone(), |(_, v)| v.clone());
+        let ready =
+            eventually(Duration::from_secs(60), || http_get(&probes, "/readyz").is_ok_and(|(status, _)| status == 200));
         assert!(ready, "the gateway on {} never became ready\n{}", self.addr, self.log_tail(30));
     }
 

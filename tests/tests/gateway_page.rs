@@ -94,7 +94,9 @@ fn the_page_draws_the_venue_and_shows_what_the_api_sold() {
     assert_eq!(before.as_array().map(Vec::len), Some(5), "five subsection tiles: {before}");
     assert!(before.as_array().unwrap().iter().all(|t| t[2] == 20), "all free: {before}");
 
-    // Bookings of every size across the venue, sold through the API.
+    // Bookings of every size across the venue, sold through the API, each
+    // by a buyer of its own (one buyer may hold only so many).
+    let buyer = |i: usize| (10 + i).to_string();
     let mut ids = Vec::new();
     for (i, (section, subsection)) in [("A", 1), ("A", 1), ("A", 2), ("B", 1), ("B", 2), ("B", 2)].iter().enumerate() {
         let body = json!({"section": section, "subsection": subsection, "quantity": i % 4 + 1, "seat_selection_mode": "best_available"});
@@ -102,7 +104,7 @@ fn the_page_draws_the_venue_and_shows_what_the_api_sold() {
             &gateway.addr,
             "POST",
             &format!("/events/{id}/bookings"),
-            &[("X-Buyer-Id", "3")],
+            &[("X-Buyer-Id", &buyer(i))],
             body.to_string().as_bytes(),
             T,
         )
@@ -110,14 +112,17 @@ fn the_page_draws_the_venue_and_shows_what_the_api_sold() {
         assert_eq!(r.status, 202, "{}", r.body);
         ids.push(r.json()["booking_id"].as_str().unwrap().to_owned());
     }
-    let status =
-        |b: &str| http(&gateway.addr, "GET", &format!("/bookings/{b}"), &[("X-Buyer-Id", "3")], b"", T).unwrap().json();
-    assert!(eventually(T, || ids.iter().all(|b| status(b)["status"] == "pending_payment")), "not all reserved");
-    for b in ids.iter().step_by(2) {
-        let r = http(&gateway.addr, "POST", &format!("/bookings/{b}/pay"), &[("X-Buyer-Id", "3")], b"", T).unwrap();
+    let status = |i: usize| {
+        let path = format!("/bookings/{}", ids[i]);
+        http(&gateway.addr, "GET", &path, &[("X-Buyer-Id", &buyer(i))], b"", T).unwrap().json()
+    };
+    assert!(eventually(T, || (0..ids.len()).all(|i| status(i)["status"] == "pending_payment")), "not all reserved");
+    for i in (0..ids.len()).step_by(2) {
+        let path = format!("/bookings/{}/pay", ids[i]);
+        let r = http(&gateway.addr, "POST", &path, &[("X-Buyer-Id", &buyer(i))], b"", T).unwrap();
         assert_eq!(r.status, 202, "{}", r.body);
     }
-    assert!(eventually(T, || ids.iter().step_by(2).all(|b| status(b)["status"] == "completed")), "not all paid");
+    assert!(eventually(T, || (0..ids.len()).step_by(2).all(|i| status(i)["status"] == "completed")), "not all paid");
     let api: Value = http(&gateway.addr, "GET", &format!("/events/{id}/seats"), &[], b"", T).unwrap().json();
     let expected: Vec<(String, u64, u64)> = api
         .as_array()

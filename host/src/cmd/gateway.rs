@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use prometheus_client::registry::Registry;
 use turnstile::admin::Cluster;
-use turnstile::config::{GatewayAuth, Overrides};
+use turnstile::config::{GatewayAuth, GatewayConfig, Overrides};
 use turnstile::gateway::{self, Gateway};
 use turnstile::http::{self, probes::Readiness};
 use turnstile::naming;
@@ -56,6 +56,12 @@ pub fn run(global: &GlobalArgs, args: GatewayArgs) -> anyhow::Result<ExitCode> {
         ))
     })?;
     let listener = http::bind(&config.gateway.listen).map_err(|e| super::UsageError(format!("--listen: {e}")))?;
+    let admin = match &config.gateway.admin_listen {
+        Some(addr) => Some(http::bind(addr).map_err(|e| super::UsageError(format!("gateway.admin_listen: {e}")))?),
+        None => None,
+    };
+    http::ignore_sigpipe();
+    let limits = server_limits(&config.gateway);
 
     let stop = Arc::new(AtomicBool::new(false));
     let gateway = Gateway::start(&config, event_id, partitions, stop.clone()).map_err(|e| match e {
@@ -67,21 +73,39 @@ pub fn run(global: &GlobalArgs, args: GatewayArgs) -> anyhow::Result<ExitCode> {
         [("event_id".into(), event_id.to_string().into())].into_iter(),
     );
     gateway.metrics.register(&mut registry);
+    gateway.streams.register(&mut registry);
+    let server_metrics = http::ServerMetrics::default();
+    server_metrics.register(&mut registry);
     let views = gateway.views.clone();
     let ready: Readiness = Arc::new(move || {
         if views.is_ready() { (true, "ready".into()) } else { (false, "catching up with the event's topics".into()) }
     });
-    let router = gateway::api::router(gateway.clone())
-        .merge(gateway::page::router(gateway.clone()))
-        .merge(http::probes::router(registry, ready));
-    tracing::info!(event = event_id, listen = %config.gateway.listen, partitions, "gateway starting");
+    let probes = http::probes::router(registry, ready);
+    let (router, admin) = match admin {
+        Some(listener) => (gateway::router(gateway.clone()), Some((listener, probes))),
+        None => (gateway::router(gateway.clone()).merge(probes), None),
+    };
+    tracing::info!(event = event_id, listen = %config.gateway.listen, admin = ?config.gateway.admin_listen, partitions, "gateway starting");
 
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    let (signalled, mut drained) = tokio::sync::watch::channel(false);
-    let served = runtime.block_on(async move {
-        let server = http::serve(listener, router, async move {
+    let (signalled, drained) = tokio::sync::watch::channel(false);
+    let until_signalled = move || {
+        let mut drained = drained.clone();
+        async move {
             let _ = drained.wait_for(|s| *s).await;
-        });
+        }
+    };
+    let served = runtime.block_on(async move {
+        if let Some((listener, probes)) = admin {
+            let limits = http::ServerLimits { max_connections: 64, ..limits };
+            let stopped = until_signalled();
+            tokio::spawn(async move {
+                if let Err(err) = http::serve(listener, probes, limits, http::ServerMetrics::default(), stopped).await {
+                    tracing::error!(error = %err, "the admin listener stopped");
+                }
+            });
+        }
+        let server = http::serve(listener, router, limits, server_metrics, until_signalled());
         tokio::select! {
             served = server => served,
             () = async {
@@ -100,4 +124,30 @@ pub fn run(global: &GlobalArgs, args: GatewayArgs) -> anyhow::Result<ExitCode> {
     // Dropping the gateway flushes what was published.
     drop(gateway);
     Ok(ExitCode::SUCCESS)
+}
+
+/// The server's limits from `[gateway]`, its connection cap kept below the
+/// descriptors this process may open (raised to the hard limit first), so
+/// that a flood is refused with a 503 instead of starving `accept`.
+fn server_limits(g: &GatewayConfig) -> http::ServerLimits {
+    /// Descriptors kept for Kafka clients, log files and refusals.
+    const RESERVED: u64 = 256;
+    let mut max_connections = g.max_connections;
+    if let Some(descriptors) = http::raise_descriptor_limit() {
+        let room = usize::try_from(descriptors.saturating_sub(RESERVED)).unwrap_or(usize::MAX).max(1);
+        if room < max_connections {
+            tracing::warn!(
+                configured = max_connections,
+                descriptors,
+                allowed = room,
+                "gateway.max_connections is more than this process may open; raise `ulimit -n` or lower it"
+            );
+            max_connections = room;
+        }
+    }
+    http::ServerLimits {
+        header_read_timeout: std::time::Duration::from_millis(g.header_read_timeout_ms),
+        max_header_bytes: g.max_header_bytes,
+        max_connections,
+    }
 }

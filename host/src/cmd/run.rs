@@ -55,10 +55,14 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
     let metrics = Arc::new(Metrics::default());
     // A taken port is the user's to fix, reported before anything starts.
     let endpoint = match &config.metrics.listen {
-        Some(addr) => Some((
-            http::bind(addr).map_err(|e| super::UsageError(format!("--metrics: {e}")))?,
-            probes(&metrics, &identity),
-        )),
+        Some(addr) => {
+            // A server now: a peer resetting must not kill the service.
+            http::ignore_sigpipe();
+            Some((
+                http::bind(addr).map_err(|e| super::UsageError(format!("--metrics: {e}")))?,
+                probes(&metrics, &identity),
+            ))
+        }
         None => None,
     };
 
@@ -165,7 +169,8 @@ fn wait_for_signal<T>(
         let (stop_server, stopped) = tokio::sync::oneshot::channel::<()>();
         if let Some((listener, router)) = endpoint {
             tokio::spawn(async move {
-                if let Err(err) = http::serve(listener, router, async move {
+                let (limits, metrics) = (http::ServerLimits::default(), http::ServerMetrics::default());
+                if let Err(err) = http::serve(listener, router, limits, metrics, async move {
                     let _ = stopped.await;
                 })
                 .await

@@ -7,12 +7,13 @@ use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 use tokio::sync::watch;
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::timeout::TimeoutLayer;
 use turnstile_protocol::{BookingCommand, CancelBooking, CreateBooking, PayBooking};
 
 use super::bookings::{Booking, LimitError, Limits};
@@ -32,18 +33,31 @@ const MAX_IDEMPOTENCY_KEY_BYTES: usize = 255;
 
 type Shared = State<Arc<Gateway>>;
 
-/// Every route of the gateway, but the probes (see `cmd::gateway`).
+/// Every route of the API: requests answered within
+/// `gateway.request_timeout_ms` (a create waits for its acknowledgement,
+/// shorter), streams open as long as their viewer wants. Buyers' data is
+/// never cached.
 pub fn router(gateway: Arc<Gateway>) -> Router {
-    Router::new()
+    let timeout = Duration::from_millis(gateway.config.gateway.request_timeout_ms);
+    let buyers = Router::new()
         .route("/events/{event}/bookings", post(create))
-        .route("/events/{event}/seats", get(availability))
-        .route("/events/{event}/sections/{section}/subsections/{subsection}/seats", get(seat_map))
-        .route("/events/{event}/events", get(sse::availability))
         .route("/bookings/{booking}", get(booking))
         .route("/bookings/{booking}/pay", post(pay))
         .route("/bookings/{booking}/cancel", post(cancel))
-        .route("/bookings/{booking}/events", get(sse::booking))
         .route("/buyers/me/bookings", get(my_bookings))
+        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, timeout));
+    let public = Router::new()
+        .route("/events/{event}/seats", get(availability))
+        .route("/events/{event}/sections/{section}/subsections/{subsection}/seats", get(seat_map))
+        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, timeout));
+    let streams = Router::new()
+        .route("/events/{event}/events", get(sse::availability))
+        .route("/bookings/{booking}/events", get(sse::booking));
+    let no_store = SetResponseHeaderLayer::overriding(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    buyers
+        .merge(streams)
+        .layer(no_store)
+        .merge(public)
         .layer(axum::middleware::from_fn_with_state(gateway.clone(), super::metrics::track))
         .with_state(gateway)
 }
@@ -134,6 +148,21 @@ impl Gateway {
     }
 }
 
+/// 415 unless the body says it is JSON (`application/json`, any parameters).
+fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let media_type = content_type.split(';').next().unwrap_or("").trim();
+    if media_type.eq_ignore_ascii_case("application/json") {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            format!("send the booking as JSON with `Content-Type: application/json` (got {content_type:?})"),
+        ))
+    }
+}
+
 /// Waits up to `timeout` for a create's delivery to settle.
 async fn settled(mut delivery: watch::Receiver<Delivery>, timeout: Duration) -> Delivery {
     match tokio::time::timeout(timeout, delivery.wait_for(|d| *d != Delivery::InFlight)).await {
@@ -175,6 +204,7 @@ async fn create(
     let buyer = g.buyer(&headers)?;
     g.check_event(event)?;
     g.check_ready()?;
+    require_json(&headers)?;
     let request = BookingRequest::parse(&body)?;
     let key = match headers.get("idempotency-key") {
         None => None,
@@ -190,7 +220,7 @@ async fn create(
         },
     };
     let booking_id = uuid::Uuid::now_v7().to_string();
-    let digest: idempotency::Digest = Sha256::digest(&body).into();
+    let digest: idempotency::Digest = request.digest();
     let (settle, delivery) = watch::channel(Delivery::InFlight);
     // One lock: the venue check, the key's claim and the buyer's caps, so
     // that concurrent requests of one buyer see each other.

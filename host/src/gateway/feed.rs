@@ -27,7 +27,7 @@ use crate::naming;
 
 /// Header of a create command: the idempotency key it was published under.
 pub const IDEMPOTENCY_KEY_HEADER: &str = "turnstile-idempotency-key";
-/// Header of a create command: SHA-256 of the HTTP request body.
+/// Header of a create command: the request's [`BookingRequest::digest`](super::requests::BookingRequest::digest).
 pub const REQUEST_DIGEST_HEADER: &str = "turnstile-request-sha256";
 
 /// Status updates kept for slow server-sent event readers; one that falls

@@ -18,11 +18,19 @@ pub mod metrics;
 pub mod page;
 pub mod requests;
 pub mod sse;
+pub mod streams;
 pub mod venue;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderValue, header};
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::timeout::RequestBodyTimeoutLayer;
 
 use crate::client::ClientSettings;
 use crate::config::Config;
@@ -42,6 +50,8 @@ pub struct Gateway {
     pub auth: Authenticator,
     pub views: Arc<Views>,
     pub metrics: metrics::GatewayMetrics,
+    /// Open server-sent event streams, capped.
+    pub streams: Arc<streams::Streams>,
 }
 
 /// The gateway could not start.
@@ -94,6 +104,22 @@ impl Gateway {
             auth,
             views,
             metrics: metrics::GatewayMetrics::default(),
+            streams: Arc::new(streams::Streams::new(config.gateway.max_streams, config.gateway.max_streams_per_client)),
         }))
     }
+}
+
+/// The gateway's routes (API and page) with what every answer carries:
+/// bodies capped at `gateway.max_body_bytes` (refused by their declared
+/// length before any of it is read, so before `100 Continue`) and read
+/// within `gateway.body_timeout_ms`, and no content sniffing.
+pub fn router(gateway: Arc<Gateway>) -> Router {
+    let g = &gateway.config.gateway;
+    let (max_body, body_timeout) = (g.max_body_bytes, Duration::from_millis(g.body_timeout_ms));
+    api::router(gateway.clone())
+        .merge(page::router(gateway))
+        .layer(DefaultBodyLimit::disable())
+        .layer(RequestBodyLimitLayer::new(max_body))
+        .layer(RequestBodyTimeoutLayer::new(body_timeout))
+        .layer(SetResponseHeaderLayer::overriding(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))
 }

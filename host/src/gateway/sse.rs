@@ -2,10 +2,11 @@
 //! final status), and an event's availability (coalesced).
 
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Path, State};
+use axum::extract::{ConnectInfo, Path, State};
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::Stream;
@@ -16,6 +17,7 @@ use tokio::sync::broadcast::error::RecvError;
 use super::Gateway;
 use super::bookings::Booking;
 use super::error::ApiError;
+use super::streams::StreamPermit;
 
 fn json_event(name: &str, value: &impl Serialize) -> Event {
     Event::default().event(name).data(serde_json::to_string(value).unwrap_or_default())
@@ -28,6 +30,8 @@ struct Follow {
     receiver: tokio::sync::broadcast::Receiver<Booking>,
     /// The booking as last sent; `None` before the first event.
     sent: Option<Booking>,
+    /// Held while the stream is open.
+    _permit: StreamPermit,
 }
 
 impl Follow {
@@ -63,6 +67,7 @@ impl Follow {
 /// change, and the stream ends after a final one.
 pub async fn booking(
     State(gateway): State<Arc<Gateway>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(booking_id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
@@ -71,26 +76,38 @@ pub async fn booking(
     // Subscribed before the first read, so no change falls between them.
     let receiver = gateway.views.statuses();
     gateway.owned(&booking_id, buyer)?;
-    let follow = Follow { gateway, booking_id, buyer, receiver, sent: None };
+    let permit = gateway.streams.admit(peer.ip())?;
+    let keep_alive = keep_alive(&gateway);
+    let follow = Follow { gateway, booking_id, buyer, receiver, sent: None, _permit: permit };
     let events = stream::unfold(follow, |mut follow| async move {
         let booking = follow.next().await?;
         let event = json_event("status", &booking);
         follow.sent = Some(booking);
         Some((Ok(event), follow))
     });
-    Ok(Sse::new(events).keep_alive(KeepAlive::default()))
+    Ok(Sse::new(events).keep_alive(keep_alive))
+}
+
+/// Comments on an idle stream, so a peer that went away is noticed (the
+/// write fails) and proxies do not time the stream out.
+fn keep_alive(gateway: &Gateway) -> KeepAlive {
+    KeepAlive::new().interval(Duration::from_millis(gateway.config.gateway.stream_keepalive_ms))
 }
 
 /// `GET /events/{id}/events`: the event's availability at once, then
 /// whenever it changed, at most every `gateway.seat_events_interval_ms`.
 pub async fn availability(
     State(gateway): State<Arc<Gateway>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(event): Path<u64>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     gateway.check_event(event)?;
+    let permit = gateway.streams.admit(peer.ip())?;
+    let keep_alive = keep_alive(&gateway);
     let changes = gateway.views.venue_changes();
     let interval = Duration::from_millis(gateway.config.gateway.seat_events_interval_ms);
-    let events = stream::unfold((gateway, changes, true), move |(gateway, mut changes, first)| async move {
+    let state = (gateway, changes, true, permit);
+    let events = stream::unfold(state, move |(gateway, mut changes, first, permit)| async move {
         if !first {
             // Coalesce: wait for a change, then for the interval to pass.
             changes.changed().await.ok()?;
@@ -98,7 +115,7 @@ pub async fn availability(
         }
         changes.borrow_and_update();
         let availability = gateway.views.lock().venue.availability();
-        Some((Ok(json_event("availability", &availability)), (gateway, changes, false)))
+        Some((Ok(json_event("availability", &availability)), (gateway, changes, false, permit)))
     });
-    Ok(Sse::new(events).keep_alive(KeepAlive::default()))
+    Ok(Sse::new(events).keep_alive(keep_alive))
 }

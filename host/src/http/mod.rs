@@ -1,9 +1,11 @@
 //! HTTP endpoints on axum: the probes and metrics a running service serves
-//! (`run --metrics ADDR`).
+//! (`run --metrics ADDR`), and the accept loop every server runs on.
 
+pub mod pressure;
 pub mod probes;
+pub mod server;
 
-use std::net::SocketAddr;
+pub use server::{ServerLimits, ServerMetrics, ignore_sigpipe, raise_descriptor_limit, serve};
 
 /// An address that cannot be listened on.
 #[derive(Debug, thiserror::Error)]
@@ -20,17 +22,4 @@ pub fn bind(addr: &str) -> Result<std::net::TcpListener, BindError> {
     let listener = std::net::TcpListener::bind(addr).map_err(|source| BindError { addr: addr.to_owned(), source })?;
     listener.set_nonblocking(true).map_err(|source| BindError { addr: addr.to_owned(), source })?;
     Ok(listener)
-}
-
-/// Serves `router` on `listener` until `stop` resolves. Must run inside a
-/// tokio runtime.
-pub async fn serve(
-    listener: std::net::TcpListener,
-    router: axum::Router,
-    stop: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    let listener = tokio::net::TcpListener::from_std(listener)?;
-    let local: Option<SocketAddr> = listener.local_addr().ok();
-    tracing::info!(addr = ?local, "serving HTTP");
-    axum::serve(listener, router).with_graceful_shutdown(stop).await
 }
