@@ -280,3 +280,46 @@ fn socket_reset(stream: TcpStream) -> std::io::Result<()> {
     drop(stream);
     if rc == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }
 }
+
+#[test]
+fn one_buyer_racing_past_the_caps_gets_exactly_the_limit() {
+    let id = unique_event_id();
+    provision_with_chart(id, 2, CHART);
+    let gateway = hostile_gateway(
+        id,
+        &[("TURNSTILE_GATEWAY__MAX_OPEN_BOOKINGS_PER_BUYER", "3"), ("TURNSTILE_GATEWAY__MAX_TICKETS_PER_BUYER", "5")],
+    );
+    let path = format!("/events/{id}/bookings");
+    let body = r#"{"section":"A","subsection":1,"quantity":1,"seat_selection_mode":"best_available"}"#;
+    // Twelve creates at once by one buyer: exactly three open bookings.
+    let answers: Vec<HttpResponse> = std::thread::scope(|scope| {
+        let sent: Vec<_> = (0..12)
+            .map(|_| {
+                scope.spawn(|| {
+                    http(
+                        &gateway.addr,
+                        "POST",
+                        &path,
+                        &[("X-Buyer-Id", "21")],
+                        body.as_bytes(),
+                        Duration::from_secs(10),
+                    )
+                    .expect("an answer")
+                })
+            })
+            .collect();
+        sent.into_iter().map(|s| s.join().expect("a request")).collect()
+    });
+    let accepted = answers.iter().filter(|a| a.status == 202).count();
+    assert_eq!(accepted, 3, "{:?}", answers.iter().map(|a| (a.status, a.body.as_str())).collect::<Vec<_>>());
+    let refused = answers.iter().find(|a| a.status == 429).expect("a 429");
+    assert_eq!(refused.json()["error"], "too_many_open_bookings");
+    assert!(refused.body.contains("gateway.max_open_bookings_per_buyer"), "{}", refused.body);
+    // The caps are per buyer: another one books four tickets at once.
+    let four = r#"{"section":"A","subsection":2,"quantity":4,"seat_selection_mode":"best_available"}"#;
+    let r =
+        http(&gateway.addr, "POST", &path, &[("X-Buyer-Id", "22")], four.as_bytes(), Duration::from_secs(10)).unwrap();
+    assert_eq!(r.status, 202, "{}", r.body);
+    drop(gateway);
+    cleanup(id);
+}
