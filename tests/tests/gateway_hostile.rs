@@ -323,3 +323,49 @@ fn one_buyer_racing_past_the_caps_gets_exactly_the_limit() {
     drop(gateway);
     cleanup(id);
 }
+
+#[test]
+fn concurrent_retries_of_one_idempotency_key_book_once() {
+    let id = unique_event_id();
+    provision_with_chart(id, 2, CHART);
+    let gateway = hostile_gateway(id, &[]);
+    let path = format!("/events/{id}/bookings");
+    // The same request, keys in another order and spaced differently: one booking.
+    let bodies = [
+        r#"{"section":"A","subsection":1,"quantity":2,"seat_selection_mode":"manual","seat_positions":["1-1","1-2"]}"#,
+        r#"{ "seat_positions": ["1-2", "1-1"], "seat_selection_mode": "manual", "quantity": 2, "subsection": 1, "section": "A" }"#,
+    ];
+    let headers = [("X-Buyer-Id", "31"), ("Idempotency-Key", "race-1")];
+    let answers: Vec<HttpResponse> = std::thread::scope(|scope| {
+        let sent: Vec<_> = (0..16)
+            .map(|n| {
+                let (path, headers, body) = (&path, &headers, bodies[n % 2]);
+                let addr = &gateway.addr;
+                scope.spawn(move || {
+                    http(addr, "POST", path, headers, body.as_bytes(), Duration::from_secs(10)).expect("an answer")
+                })
+            })
+            .collect();
+        sent.into_iter().map(|s| s.join().expect("a request")).collect()
+    });
+    let ids: std::collections::BTreeSet<String> = answers
+        .iter()
+        .map(|a| {
+            assert_eq!(a.status, 202, "{}", a.body);
+            a.json()["booking_id"].as_str().unwrap_or_default().to_owned()
+        })
+        .collect();
+    assert_eq!(ids.len(), 1, "one key, one booking: {ids:?}");
+    let other = r#"{"section":"A","subsection":1,"quantity":1,"seat_selection_mode":"best_available"}"#;
+    let conflict = http(&gateway.addr, "POST", &path, &headers, other.as_bytes(), Duration::from_secs(10)).unwrap();
+    assert_eq!(conflict.status, 422, "{}", conflict.body);
+    assert_eq!(conflict.json()["error"], "idempotency_conflict");
+    drop(gateway);
+    let creates: Vec<_> = read_back(&turnstile::naming::booking_command_topic(id).to_string())
+        .iter()
+        .map(json)
+        .filter(|v| v["type"] == "create_booking")
+        .collect();
+    assert_eq!(creates.len(), 1, "published once: {creates:?}");
+    cleanup(id);
+}
