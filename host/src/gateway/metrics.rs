@@ -37,6 +37,9 @@ pub struct GatewayMetrics {
     pub published: Family<ActionLabel, Counter>,
     /// Requests answered 503 because the publisher's queue was full.
     pub queue_full: Counter,
+    /// Age of the oldest venue change in each published snapshot, from
+    /// its record's producer timestamp: how far the reads trail the topics.
+    pub view_lag: Histogram,
 }
 
 impl Default for GatewayMetrics {
@@ -47,6 +50,8 @@ impl Default for GatewayMetrics {
             latency: Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.00005, 2.0, 19))),
             published: Family::default(),
             queue_full: Counter::default(),
+            // 1 ms … ~33 s.
+            view_lag: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
         }
     }
 }
@@ -65,6 +70,12 @@ impl GatewayMetrics {
             "publish_queue_full",
             "Requests refused with 503 because the publisher's queue was full",
             self.queue_full.clone(),
+        );
+        registry.register_with_unit(
+            "view_lag",
+            "Age of the oldest venue change in each published seat snapshot, since its record was produced",
+            Unit::Seconds,
+            self.view_lag.clone(),
         );
     }
 }

@@ -14,7 +14,9 @@ pub mod error;
 pub mod feed;
 pub mod metrics;
 pub mod page;
+pub mod refresh;
 pub mod requests;
+pub mod snapshot;
 pub mod sse;
 pub mod venue;
 
@@ -49,6 +51,8 @@ pub enum GatewayError {
     Feed(#[from] FeedError),
     #[error(transparent)]
     Publish(#[from] crate::publisher::PublishError),
+    #[error("cannot start the snapshot thread: {0}")]
+    Snapshot(std::io::Error),
 }
 
 impl Gateway {
@@ -62,15 +66,11 @@ impl Gateway {
         let auth = Authenticator::from_config(&config.gateway)?;
         let publisher = Publisher::new(config)?;
         let views = Arc::new(Views::default());
+        let metrics = metrics::GatewayMetrics::default();
+        let interval = std::time::Duration::from_millis(config.gateway.seat_events_interval_ms);
+        refresh::spawn(views.clone(), interval, metrics.view_lag.clone(), stop.clone())
+            .map_err(GatewayError::Snapshot)?;
         feed::spawn(&config.kafka, event_id, partitions, views.clone(), stop)?;
-        Ok(Arc::new(Gateway {
-            event_id,
-            partitions,
-            config: config.clone(),
-            publisher,
-            auth,
-            views,
-            metrics: metrics::GatewayMetrics::default(),
-        }))
+        Ok(Arc::new(Gateway { event_id, partitions, config: config.clone(), publisher, auth, views, metrics }))
     }
 }

@@ -1,13 +1,15 @@
 //! Server-sent event streams: one booking's status changes (ending after a
-//! final status), and an event's availability (coalesced).
+//! final status), and an event's availability (the shared snapshots).
 
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
 use futures_util::Stream;
 use futures_util::stream;
 use serde::Serialize;
@@ -81,24 +83,26 @@ pub async fn booking(
     Ok(Sse::new(events).keep_alive(KeepAlive::default()))
 }
 
-/// `GET /events/{id}/events`: the event's availability at once, then
-/// whenever it changed, at most every `gateway.seat_events_interval_ms`.
-pub async fn availability(
-    State(gateway): State<Arc<Gateway>>,
-    Path(event): Path<u64>,
-) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+/// A comment line every so often, so idle proxies keep an open stream.
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+/// `GET /events/{id}/events`: the event's availability at once, then each
+/// new snapshot (published at most every `gateway.seat_events_interval_ms`).
+/// Every stream writes the snapshot's one pre-framed event: no lock, no
+/// serialization per stream.
+pub async fn availability(State(gateway): State<Arc<Gateway>>, Path(event): Path<u64>) -> Result<Response, ApiError> {
     gateway.check_event(event)?;
-    let changes = gateway.views.venue_changes();
-    let interval = Duration::from_millis(gateway.config.gateway.seat_events_interval_ms);
-    let events = stream::unfold((gateway, changes, true), move |(gateway, mut changes, first)| async move {
+    let snapshots = gateway.views.snapshots();
+    let frames = stream::unfold((snapshots, true), |(mut snapshots, first)| async move {
         if !first {
-            // Coalesce: wait for a change, then for the interval to pass.
-            changes.changed().await.ok()?;
-            tokio::time::sleep(interval).await;
+            match tokio::time::timeout(KEEP_ALIVE, snapshots.changed()).await {
+                Err(_) => return Some((Ok(Bytes::from_static(b":\n\n")), (snapshots, false))),
+                Ok(changed) => changed.ok()?,
+            }
         }
-        changes.borrow_and_update();
-        let availability = gateway.views.lock().venue.availability();
-        Some((Ok(json_event("availability", &availability)), (gateway, changes, false)))
+        let frame = snapshots.borrow_and_update().availability_event.clone();
+        Some((Ok::<_, Infallible>(frame), (snapshots, false)))
     });
-    Ok(Sse::new(events).keep_alive(KeepAlive::default()))
+    let headers = [(header::CONTENT_TYPE, "text/event-stream"), (header::CACHE_CONTROL, "no-cache")];
+    Ok((headers, Body::from_stream(frames)).into_response())
 }
