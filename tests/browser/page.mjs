@@ -5,7 +5,8 @@
 //   ← reads a line (the test has sold seats through the API meanwhile);
 //   → prints `live <{rendered, api} JSON>` once what the page shows equals
 //     the API's numbers (or after 20 s), then books through the page's
-//     form and prints `booked <status>`; saves a screenshot and exits.
+//     form and prints `booked <status>`, then `grid <seats reserved>` once
+//     the form's subsection's grid shows them; saves a screenshot and exits.
 import { chromium } from "playwright-core";
 import { createInterface } from "node:readline";
 
@@ -48,6 +49,11 @@ try {
     .then((s) => s.getAttribute("data-status"))
     .catch(async () => `not reserved: ${await page.textContent("#booking")}`);
   console.log(`booked ${status}`);
+  // The chosen subsection's grid follows its version: the two seats show reserved.
+  const reserved = await page.waitForFunction(() => document.querySelectorAll("#grid .seat.reserved").length >= 2, null, { timeout: 10000 })
+    .then(() => page.$$eval("#grid .seat.reserved", (s) => s.length))
+    .catch(() => 0);
+  console.log(`grid ${reserved}`);
   await page.screenshot({ path: screenshot });
 } finally {
   await browser.close();

@@ -229,11 +229,29 @@ fn buyers_book_pay_cancel_and_follow_their_bookings_through_the_gateway() {
     assert_eq!(map["seats"][1][1], "sold", "{map}");
     assert_eq!(map["seats"][0][0], "available", "{map}");
     assert_eq!(alice.get(&format!("/events/{id}/sections/A/subsections/9/seats")).status, 404);
+    // Both reads are pre-serialized JSON with a strong ETag, and 304 while unchanged.
+    for path in [format!("/events/{id}/seats"), format!("/events/{id}/sections/A/subsections/1/seats")] {
+        let r = alice.get(&path);
+        assert_eq!(r.header("content-type"), Some("application/json"), "{path}");
+        let etag = r.header("etag").unwrap_or_else(|| panic!("{path}: no ETag")).to_owned();
+        assert!(etag.starts_with('"') && etag.ends_with('"'), "{path}: a strong ETag, not {etag}");
+        let again = alice.request("GET", &path, &[("If-None-Match", &etag)], "");
+        assert_eq!(again.status, 304, "{path}: {}", again.body);
+        assert_eq!(again.header("etag"), Some(etag.as_str()));
+        assert!(again.body.is_empty(), "{path}: {}", again.body);
+        assert_eq!(alice.request("GET", &path, &[("If-None-Match", "\"stale\"")], "").status, 200, "{path}");
+    }
     // The availability stream (it never ends by itself) starts with the current numbers.
     let (k, v) = alice.auth();
     let first = sse_until(&gateway.addr, &format!("/events/{id}/events"), &[(k, v.as_str())], "\"available\"", T)
         .unwrap_or_else(|e| panic!("availability stream: {e}"));
     assert!(first.contains("event: availability") && first.contains("\"sold\":2"), "{first}");
+    let data = first.lines().find_map(|l| l.strip_prefix("data: ")).unwrap_or_default();
+    assert_eq!(
+        serde_json::from_str::<Value>(data).ok(),
+        Some(alice.get(&format!("/events/{id}/seats")).json()),
+        "{first}"
+    );
 
     // Alice's bookings, and Bob's own.
     let mine = alice.get("/buyers/me/bookings").json();

@@ -148,6 +148,7 @@ fn the_page_draws_the_venue_and_shows_what_the_api_sold() {
 
     // Its booking form books, and shows the booking's status as it changes.
     assert_eq!(browser.expect("booked"), "pending_payment");
+    assert_eq!(browser.expect("grid"), 2, "the chosen subsection's grid shows the two seats reserved");
     browser.finish();
     let bytes = std::fs::read(&png).unwrap_or_default();
     assert!(bytes.starts_with(b"\x89PNG") && bytes.len() > 5_000, "no screenshot ({} bytes)", bytes.len());

@@ -22,7 +22,6 @@ use super::feed::{IDEMPOTENCY_KEY_HEADER, REQUEST_DIGEST_HEADER};
 use super::idempotency::{self, Claim, Delivery};
 use super::metrics::{ActionLabel, LimitLabel};
 use super::requests::BookingRequest;
-use super::venue::{Availability, SeatMap};
 use super::{Gateway, sse};
 use crate::naming;
 use crate::publisher::{Acknowledgement, PublishError, Record, Urgency};
@@ -386,20 +385,22 @@ async fn my_bookings(State(g): Shared, headers: HeaderMap) -> Result<Json<Vec<Bo
     Ok(Json(g.views.lock().bookings.of_buyer(buyer)))
 }
 
-async fn availability(State(g): Shared, Path(event): Path<u64>) -> Result<Json<Vec<Availability>>, ApiError> {
+/// `GET /events/{id}/seats`: the snapshot's bytes, `304` if unchanged.
+async fn availability(State(g): Shared, Path(event): Path<u64>, headers: HeaderMap) -> Result<Response, ApiError> {
     g.check_event(event)?;
-    Ok(Json(g.views.lock().venue.availability()))
+    Ok(g.views.snapshot().availability.respond(&headers))
 }
 
+/// `GET …/subsections/{n}/seats`: the snapshot's bytes, `304` if unchanged.
 async fn seat_map(
     State(g): Shared,
     Path((event, section, subsection)): Path<(u64, String, u32)>,
-) -> Result<Json<SeatMap>, ApiError> {
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     g.check_event(event)?;
     g.views
-        .lock()
-        .venue
+        .snapshot()
         .seat_map(&section, subsection)
-        .map(Json)
+        .map(|map| map.respond(&headers))
         .ok_or_else(|| ApiError::not_found(format!("no subsection {subsection} in section {section:?}")))
 }

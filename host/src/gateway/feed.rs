@@ -1,13 +1,15 @@
 //! The gateway's read side: one `read_committed` consumer, assigned every
 //! partition of the event's public topics from the beginning, feeding the
-//! bookings and venue views and waking the server-sent event streams.
+//! bookings and venue views, waking the booking streams and marking the
+//! venue's changes for the snapshot step ([`super::refresh`]).
 //!
 //! Ready (`/readyz`) once every partition has been read to the end it had
-//! at start: a restarted gateway answers the statuses it answered before.
+//! at start, and a snapshot holds all of it: a restarted gateway answers
+//! the statuses and seats it answered before.
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -19,6 +21,7 @@ use turnstile_protocol::{BookingCommand, BookingStatusChanged, SeatCommand, Seat
 
 use super::bookings::{Booking, Bookings};
 use super::idempotency::Keys;
+use super::snapshot::Snapshot;
 use super::venue::Venue;
 use crate::client::ClientSettings;
 use crate::client::QuietEof;
@@ -37,9 +40,16 @@ const STATUS_BUFFER: usize = 4096;
 /// The views and the signals of their changes.
 pub struct Views {
     state: Mutex<State>,
+    /// Notified, under `state`'s lock, when the venue changed or the feed
+    /// caught up: the snapshot step waits on it.
+    pub(super) venue_changed: Condvar,
     statuses: broadcast::Sender<Booking>,
-    venue_version: watch::Sender<u64>,
-    ready: AtomicBool,
+    /// The latest snapshot of the venue, for every read of it.
+    pub(super) snapshots: watch::Sender<Arc<Snapshot>>,
+    /// Every partition has been read to its end once.
+    pub(super) caught_up: AtomicBool,
+    /// Caught up, and a snapshot published since.
+    pub(super) ready: AtomicBool,
 }
 
 /// What the views hold.
@@ -48,16 +58,27 @@ pub struct State {
     pub bookings: Bookings,
     pub keys: Keys,
     pub venue: Venue,
+    /// Producer timestamp (ms since the epoch) of the oldest venue change
+    /// not in a snapshot yet: how far behind the topics the snapshot is.
+    pub(super) unpublished_since: Option<i64>,
 }
 
 impl Views {
     /// Empty views whose idempotency keys live `key_ttl`.
     pub fn new(key_ttl: Duration) -> Self {
-        let state = State { bookings: Bookings::default(), keys: Keys::new(key_ttl), venue: Venue::default() };
+        let state = State {
+            bookings: Bookings::default(),
+            keys: Keys::new(key_ttl),
+            venue: Venue::default(),
+            unpublished_since: None,
+        };
         Views {
             state: Mutex::new(state),
+            venue_changed: Condvar::new(),
             statuses: broadcast::channel(STATUS_BUFFER).0,
-            venue_version: watch::channel(0).0,
+            // Versions restart with the process; the epoch keeps `ETag`s apart.
+            snapshots: watch::channel(Arc::new(Snapshot::empty(rand::random()))).0,
+            caught_up: AtomicBool::new(false),
             ready: AtomicBool::new(false),
         }
     }
@@ -71,14 +92,29 @@ impl Views {
         self.statuses.subscribe()
     }
 
-    /// Bumped on every availability change.
-    pub fn venue_changes(&self) -> watch::Receiver<u64> {
-        self.venue_version.subscribe()
+    /// The venue's latest snapshot: O(1), never waits for the feed.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshots.borrow().clone()
     }
 
-    /// Whether every partition has been read to its end at start.
+    /// Every snapshot from now on (the current one marked seen only once read).
+    pub fn snapshots(&self) -> watch::Receiver<Arc<Snapshot>> {
+        self.snapshots.subscribe()
+    }
+
+    /// Whether every partition has been read to its end at start, and a
+    /// snapshot published since.
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Relaxed)
+        self.ready.load(Ordering::Acquire)
+    }
+
+    /// Records a venue change from `message` and wakes the snapshot step.
+    fn venue_changed(&self, mut state: MutexGuard<'_, State>, message: &BorrowedMessage<'_>) {
+        if state.unpublished_since.is_none() {
+            state.unpublished_since = message.timestamp().to_millis();
+        }
+        drop(state);
+        self.venue_changed.notify_one();
     }
 
     fn apply(&self, message: &BorrowedMessage<'_>, topics: &Topics) {
@@ -91,8 +127,9 @@ impl Views {
             let _ = self.statuses.send(booking);
         } else if topic == topics.results {
             let Ok(result) = serde_json::from_slice::<SeatResult>(payload) else { return };
-            if self.lock().venue.apply(&result) {
-                self.venue_version.send_modify(|v| *v += 1);
+            let mut state = self.lock();
+            if state.venue.apply(&result) {
+                self.venue_changed(state, message);
             }
         } else if topic == topics.requests {
             // Only configurations matter here; skip the rest unparsed.
@@ -100,8 +137,9 @@ impl Views {
                 return;
             }
             if let Ok(SeatCommand::ConfigureSubsection(c)) = serde_json::from_slice::<SeatCommand>(payload) {
-                self.lock().venue.configure(&c);
-                self.venue_version.send_modify(|v| *v += 1);
+                let mut state = self.lock();
+                state.venue.configure(&c);
+                self.venue_changed(state, message);
             }
         } else if topic == topics.commands {
             // Creates: their quantities count against buyers' caps, and a
@@ -193,10 +231,13 @@ pub fn spawn(
                     Some(Err(KafkaError::PartitionEOF(p)))
                         if pending.remove(&p)
                             && pending.is_empty()
-                            && catching_up.fetch_sub(1, Ordering::Relaxed) == 1 =>
+                            && catching_up.fetch_sub(1, Ordering::AcqRel) == 1 =>
                     {
-                        tracing::info!(bookings = views.lock().bookings.len(), "views caught up; ready");
-                        views.ready.store(true, Ordering::Relaxed);
+                        tracing::info!(bookings = views.lock().bookings.len(), "views caught up");
+                        // Ready with the next snapshot, which holds all of it.
+                        let _state = views.lock();
+                        views.caught_up.store(true, Ordering::Release);
+                        views.venue_changed.notify_one();
                     }
                     // Later ends of partitions, after new records.
                     Some(Err(KafkaError::PartitionEOF(_))) => {}

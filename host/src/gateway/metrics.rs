@@ -44,6 +44,9 @@ pub struct GatewayMetrics {
     pub queue_full: Counter,
     /// Creates refused by a buyer's cap, by the cap's name.
     pub limited: Family<LimitLabel, Counter>,
+    /// Age of the oldest venue change in each published snapshot, from
+    /// its record's producer timestamp: how far the reads trail the topics.
+    pub view_lag: Histogram,
 }
 
 impl Default for GatewayMetrics {
@@ -55,6 +58,8 @@ impl Default for GatewayMetrics {
             published: Family::default(),
             queue_full: Counter::default(),
             limited: Family::default(),
+            // 1 ms … ~33 s.
+            view_lag: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
         }
     }
 }
@@ -75,6 +80,12 @@ impl GatewayMetrics {
             self.queue_full.clone(),
         );
         registry.register("buyer_limited", "Creates refused by a per-buyer cap, by cap", self.limited.clone());
+        registry.register_with_unit(
+            "view_lag",
+            "Age of the oldest venue change in each published seat snapshot, since its record was produced",
+            Unit::Seconds,
+            self.view_lag.clone(),
+        );
     }
 }
 

@@ -16,7 +16,9 @@ pub mod feed;
 pub mod idempotency;
 pub mod metrics;
 pub mod page;
+pub mod refresh;
 pub mod requests;
+pub mod snapshot;
 pub mod sse;
 pub mod streams;
 pub mod venue;
@@ -63,6 +65,8 @@ pub enum GatewayError {
     Feed(#[from] FeedError),
     #[error(transparent)]
     Publish(#[from] crate::publisher::PublishError),
+    #[error("cannot start the snapshot thread: {0}")]
+    Snapshot(std::io::Error),
 }
 
 /// The gateway's producer: the configured one, but a `202` promises what
@@ -95,6 +99,10 @@ impl Gateway {
         let auth = Authenticator::from_config(&config.gateway)?;
         let publisher = Publisher::from_properties(producer_properties(config))?;
         let views = Arc::new(Views::new(Duration::from_secs(config.gateway.idempotency_ttl_s)));
+        let metrics = metrics::GatewayMetrics::default();
+        let interval = Duration::from_millis(config.gateway.seat_events_interval_ms);
+        refresh::spawn(views.clone(), interval, metrics.view_lag.clone(), stop.clone())
+            .map_err(GatewayError::Snapshot)?;
         feed::spawn(&config.kafka, event_id, partitions, views.clone(), stop)?;
         Ok(Arc::new(Gateway {
             event_id,
@@ -103,7 +111,7 @@ impl Gateway {
             publisher,
             auth,
             views,
-            metrics: metrics::GatewayMetrics::default(),
+            metrics,
             streams: Arc::new(streams::Streams::new(config.gateway.max_streams, config.gateway.max_streams_per_client)),
         }))
     }

@@ -1,14 +1,16 @@
 //! Server-sent event streams: one booking's status changes (ending after a
-//! final status), and an event's availability (coalesced).
+//! final status), and an event's availability (the shared snapshots).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, Path, State};
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
 use futures_util::Stream;
 use futures_util::stream;
 use serde::Serialize;
@@ -94,28 +96,31 @@ fn keep_alive(gateway: &Gateway) -> KeepAlive {
     KeepAlive::new().interval(Duration::from_millis(gateway.config.gateway.stream_keepalive_ms))
 }
 
-/// `GET /events/{id}/events`: the event's availability at once, then
-/// whenever it changed, at most every `gateway.seat_events_interval_ms`.
+/// `GET /events/{id}/events`: the event's availability at once, then each
+/// new snapshot (published at most every `gateway.seat_events_interval_ms`),
+/// and a comment line when idle (`gateway.stream_keepalive_ms`). Every
+/// stream writes the snapshot's one pre-framed event: no lock, no
+/// serialization per stream.
 pub async fn availability(
     State(gateway): State<Arc<Gateway>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(event): Path<u64>,
-) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+) -> Result<Response, ApiError> {
     gateway.check_event(event)?;
     let permit = gateway.streams.admit(peer.ip())?;
-    let keep_alive = keep_alive(&gateway);
-    let changes = gateway.views.venue_changes();
-    let interval = Duration::from_millis(gateway.config.gateway.seat_events_interval_ms);
-    let state = (gateway, changes, true, permit);
-    let events = stream::unfold(state, move |(gateway, mut changes, first, permit)| async move {
+    let keep_alive = Duration::from_millis(gateway.config.gateway.stream_keepalive_ms);
+    let snapshots = gateway.views.snapshots();
+    let state = (snapshots, true, permit);
+    let frames = stream::unfold(state, move |(mut snapshots, first, permit)| async move {
         if !first {
-            // Coalesce: wait for a change, then for the interval to pass.
-            changes.changed().await.ok()?;
-            tokio::time::sleep(interval).await;
+            match tokio::time::timeout(keep_alive, snapshots.changed()).await {
+                Err(_) => return Some((Ok(Bytes::from_static(b":\n\n")), (snapshots, false, permit))),
+                Ok(changed) => changed.ok()?,
+            }
         }
-        changes.borrow_and_update();
-        let availability = gateway.views.lock().venue.availability();
-        Some((Ok(json_event("availability", &availability)), (gateway, changes, false, permit)))
+        let frame = snapshots.borrow_and_update().availability_event.clone();
+        Some((Ok::<_, Infallible>(frame), (snapshots, false, permit)))
     });
-    Ok(Sse::new(events).keep_alive(keep_alive))
+    let headers = [(header::CONTENT_TYPE, "text/event-stream"), (header::CACHE_CONTROL, "no-cache")];
+    Ok((headers, Body::from_stream(frames)).into_response())
 }

@@ -1,12 +1,22 @@
 // The live seat map: availability from GET /events/{id}/seats, then kept
 // current by the server-sent events of /events/{id}/events; bookings made
-// with the API and followed on their own status stream.
+// with the API and followed on their own status stream. An availability
+// event redraws only the tiles whose subsection changed, and refetches the
+// chosen subsection's seats only when its version moved (and then with
+// If-None-Match, so an unchanged map costs a 304).
 "use strict";
 
-const state = { event: null, auth: "jwt", availability: [], selected: null, picked: new Set(), following: null };
+const state = {
+  event: null, auth: "jwt", availability: [], selected: null, picked: new Set(), following: null,
+  // The grid drawn: its subsection, the version asked for, the map's ETag.
+  grid: { key: null, stamp: null, etag: null }, gridRequests: 0,
+};
 const $ = (id) => document.getElementById(id);
 
 function key(a) { return `${a.section}-${a.subsection}`; }
+
+// What identifies a subsection's state: its version (counts if absent).
+function stamp(a) { return a.version ?? `${a.rows}x${a.seats_per_row}:${a.reserved}/${a.sold}`; }
 
 function colour(a) {
   const total = a.rows * a.seats_per_row;
@@ -15,38 +25,54 @@ function colour(a) {
   return `hsl(${Math.round(share * 120)}, 62%, 40%)`;
 }
 
+function fillTile(tile, a) {
+  tile.className = "tile" + (a.available === 0 ? " soldout" : "") + (state.selected === key(a) ? " selected" : "");
+  tile.style.background = colour(a);
+  tile.dataset.section = a.section;
+  tile.dataset.subsection = a.subsection;
+  tile.dataset.available = a.available;
+  tile.dataset.reserved = a.reserved;
+  tile.dataset.sold = a.sold;
+  tile.dataset.stamp = stamp(a);
+  tile.title = `${a.section}-${a.subsection}: ${a.available} available, ${a.reserved} reserved, ${a.sold} sold, ${a.price} each`;
+  tile.innerHTML = `<span>${a.subsection}</span><b>${a.available}</b>`;
+}
+
+// The whole venue when its subsections changed, else only the changed tiles.
 function renderVenue() {
   const venue = $("venue");
-  const sections = new Map();
-  for (const a of state.availability) {
-    if (!sections.has(a.section)) sections.set(a.section, []);
-    sections.get(a.section).push(a);
-  }
-  venue.replaceChildren(...[...sections].map(([name, subs]) => {
-    const box = document.createElement("div");
-    box.className = "section";
-    box.dataset.section = name;
-    const title = document.createElement("h3");
-    title.textContent = `Section ${name}`;
-    const tiles = document.createElement("div");
-    tiles.className = "tiles";
-    for (const a of subs) {
-      const tile = document.createElement("div");
-      tile.className = "tile" + (a.available === 0 ? " soldout" : "") + (state.selected === key(a) ? " selected" : "");
-      tile.style.background = colour(a);
-      tile.dataset.section = a.section;
-      tile.dataset.subsection = a.subsection;
-      tile.dataset.available = a.available;
-      tile.dataset.reserved = a.reserved;
-      tile.dataset.sold = a.sold;
-      tile.title = `${a.section}-${a.subsection}: ${a.available} available, ${a.reserved} reserved, ${a.sold} sold, ${a.price} each`;
-      tile.innerHTML = `<span>${a.subsection}</span><b>${a.available}</b>`;
-      tile.addEventListener("click", () => select(key(a)));
-      tiles.append(tile);
+  const tiles = [...venue.querySelectorAll(".tile")];
+  const same = tiles.length === state.availability.length
+    && tiles.every((t, i) => `${t.dataset.section}-${t.dataset.subsection}` === key(state.availability[i]));
+  if (same) {
+    state.availability.forEach((a, i) => {
+      const marked = tiles[i].classList.contains("selected") === (state.selected === key(a));
+      if (tiles[i].dataset.stamp !== String(stamp(a)) || !marked) fillTile(tiles[i], a);
+    });
+  } else {
+    const sections = new Map();
+    for (const a of state.availability) {
+      if (!sections.has(a.section)) sections.set(a.section, []);
+      sections.get(a.section).push(a);
     }
-    box.append(title, tiles);
-    return box;
-  }));
+    venue.replaceChildren(...[...sections].map(([name, subs]) => {
+      const box = document.createElement("div");
+      box.className = "section";
+      box.dataset.section = name;
+      const title = document.createElement("h3");
+      title.textContent = `Section ${name}`;
+      const row = document.createElement("div");
+      row.className = "tiles";
+      for (const a of subs) {
+        const tile = document.createElement("div");
+        fillTile(tile, a);
+        tile.addEventListener("click", () => select(key(a)));
+        row.append(tile);
+      }
+      box.append(title, row);
+      return box;
+    }));
+  }
   const sum = (f) => state.availability.reduce((n, a) => n + a[f], 0);
   $("totals").textContent = `${sum("available")} available · ${sum("reserved")} reserved · ${sum("sold")} sold`;
   $("totals").dataset.available = sum("available");
@@ -65,12 +91,25 @@ async function select(k) {
   await renderGrid();
 }
 
+// Draws the chosen subsection's seats; asks with the drawn map's ETag, so
+// an unchanged map is a 304 and nothing is redrawn.
 async function renderGrid() {
   if (!state.selected) return;
-  const [section, subsection] = splitKey(state.selected);
-  const response = await fetch(`/events/${state.event}/sections/${encodeURIComponent(section)}/subsections/${subsection}/seats`);
+  const k = state.selected;
+  const [section, subsection] = splitKey(k);
+  const entry = state.availability.find((a) => key(a) === k);
+  const asked = entry ? stamp(entry) : null;
+  const request = ++state.gridRequests;
+  const headers = state.grid.key === k && state.grid.etag ? { "If-None-Match": state.grid.etag } : {};
+  const response = await fetch(`/events/${state.event}/sections/${encodeURIComponent(section)}/subsections/${subsection}/seats`,
+    { headers, cache: "no-store" }).catch(() => null);
+  // A later request (another subsection, a newer version) supersedes this one.
+  if (!response || request !== state.gridRequests) return;
+  if (response.status === 304) { state.grid.stamp = asked; return; }
   if (!response.ok) return;
   const map = await response.json();
+  if (request !== state.gridRequests) return;
+  state.grid = { key: k, stamp: asked, etag: response.headers.get("ETag") };
   const grid = $("grid");
   grid.style.gridTemplateColumns = `repeat(${map.seats_per_row}, .8rem)`;
   const seats = [];
@@ -181,7 +220,9 @@ function live() {
   source.addEventListener("availability", (e) => {
     state.availability = JSON.parse(e.data);
     renderVenue();
-    if (state.selected) renderGrid();
+    // The chosen subsection's seats only when it changed.
+    const chosen = state.availability.find((a) => key(a) === state.selected);
+    if (chosen && (state.grid.key !== state.selected || state.grid.stamp !== stamp(chosen))) renderGrid();
   });
 }
 
