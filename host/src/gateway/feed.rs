@@ -10,7 +10,7 @@
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
@@ -172,6 +172,37 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
 
+/// Where to start reading `topic`: its beginning, or the first record
+/// produced at or after `since` (its end if there is none). If the broker
+/// cannot say, the beginning: slower, never wrong.
+fn start_offsets(
+    consumer: &BaseConsumer<QuietEof>,
+    topic: &str,
+    partitions: i32,
+    since: Option<SystemTime>,
+) -> Result<TopicPartitionList, KafkaError> {
+    let mut beginning = TopicPartitionList::new();
+    for p in 0..partitions {
+        beginning.add_partition_offset(topic, p, Offset::Beginning)?;
+    }
+    let Some(ms) =
+        since.and_then(|t| t.duration_since(UNIX_EPOCH).ok()).and_then(|d| i64::try_from(d.as_millis()).ok())
+    else {
+        return Ok(beginning);
+    };
+    let mut at = TopicPartitionList::new();
+    for p in 0..partitions {
+        at.add_partition_offset(topic, p, Offset::Offset(ms))?;
+    }
+    match consumer.offsets_for_times(at, Duration::from_secs(10)) {
+        Ok(found) if found.elements().iter().all(|e| e.error().is_ok()) => Ok(found),
+        Ok(_) | Err(_) => {
+            tracing::warn!(topic, "cannot look up offsets by time; reading from the beginning");
+            Ok(beginning)
+        }
+    }
+}
+
 struct Topics {
     commands: String,
     requests: String,
@@ -192,10 +223,15 @@ pub enum FeedError {
 /// partitions: one consumer and thread per topic, so that the end of each
 /// partition (which librdkafka reports by partition number only) is
 /// unambiguous. Runs until `stop` is set.
+///
+/// Commands are read only from `commands_since` on: they matter for the
+/// idempotency keys (which expire) and the quantities of bookings not
+/// decided yet, so a restart need not read an old event's every create.
 pub fn spawn(
     kafka: &KafkaConfig,
     event_id: u64,
     partitions: i32,
+    commands_since: SystemTime,
     views: Arc<Views>,
     stop: Arc<AtomicBool>,
 ) -> Result<Vec<std::thread::JoinHandle<()>>, FeedError> {
@@ -216,11 +252,8 @@ pub fn spawn(
             .set("enable.partition.eof", "true")
             .set("fetch.wait.max.ms", "10")
             .create_with_context(QuietEof)?;
-        let mut tpl = TopicPartitionList::new();
-        for p in 0..partitions {
-            tpl.add_partition_offset(topic, p, Offset::Beginning)?;
-        }
-        consumer.assign(&tpl)?;
+        let since = (*topic == topics.commands).then_some(commands_since);
+        consumer.assign(&start_offsets(&consumer, topic, partitions, since)?)?;
         let mut pending: BTreeSet<i32> = (0..partitions).collect();
         let (views, stop, topics, catching_up) = (views.clone(), stop.clone(), topics.clone(), catching_up.clone());
         let thread = std::thread::Builder::new().name("gateway-feed".into()).spawn(move || {

@@ -103,7 +103,11 @@ impl Gateway {
         let interval = Duration::from_millis(config.gateway.seat_events_interval_ms);
         refresh::spawn(views.clone(), interval, metrics.view_lag.clone(), stop.clone())
             .map_err(GatewayError::Snapshot)?;
-        feed::spawn(&config.kafka, event_id, partitions, views.clone(), stop)?;
+        // Keys live `idempotency_ttl_s`; an hour more covers creates still undecided.
+        let commands_since = std::time::SystemTime::now()
+            .checked_sub(Duration::from_secs(config.gateway.idempotency_ttl_s + 3_600))
+            .unwrap_or(std::time::UNIX_EPOCH);
+        feed::spawn(&config.kafka, event_id, partitions, commands_since, views.clone(), stop)?;
         Ok(Arc::new(Gateway {
             event_id,
             partitions,
