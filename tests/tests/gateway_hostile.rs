@@ -369,3 +369,78 @@ fn concurrent_retries_of_one_idempotency_key_book_once() {
     assert_eq!(creates.len(), 1, "published once: {creates:?}");
     cleanup(id);
 }
+
+/// Raises this test process's descriptor limit to its hard limit.
+fn raise_fd_limit() {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit read and write the struct passed.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
+}
+
+#[test]
+fn two_thousand_viewers_all_see_a_sale_and_buyers_still_get_in() {
+    const VIEWERS: usize = 2_000;
+    raise_fd_limit();
+    let id = unique_event_id();
+    provision_with_chart(id, 2, CHART);
+    let mut ticketing = Service::start(TICKETING_SERVICE, id, "1");
+    let mut seats = Service::start(turnstile::naming::SEAT_RESERVATION_SERVICE, id, "1");
+    let gateway = hostile_gateway(
+        id,
+        &[("TURNSTILE_GATEWAY__MAX_STREAMS_PER_CLIENT", "5000"), ("TURNSTILE_GATEWAY__MAX_CONNECTIONS", "5000")],
+    );
+    let request = format!("GET /events/{id}/events HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n");
+    let mut viewers: Vec<(TcpStream, Vec<u8>)> = (0..VIEWERS)
+        .map(|_| {
+            let mut s = connect(&gateway.addr);
+            s.write_all(request.as_bytes()).unwrap();
+            s.set_nonblocking(true).unwrap();
+            (s, Vec::new())
+        })
+        .collect();
+    // Every viewer is told the venue as it is, then a sale.
+    let drain = |viewers: &mut Vec<(TcpStream, Vec<u8>)>| {
+        let mut buf = [0u8; 8192];
+        for (s, seen) in viewers.iter_mut() {
+            while let Ok(n) = s.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                seen.extend_from_slice(&buf[..n]);
+            }
+        }
+    };
+    let all_saw = |viewers: &mut Vec<(TcpStream, Vec<u8>)>, needle: &str| {
+        eventually(Duration::from_secs(60), || {
+            drain(viewers);
+            viewers.iter().all(|(_, seen)| String::from_utf8_lossy(seen).contains(needle))
+        })
+    };
+    assert!(all_saw(&mut viewers, "\"available\":12"), "not every viewer got the venue");
+    let body = r#"{"section":"A","subsection":2,"quantity":3,"seat_selection_mode":"best_available"}"#;
+    let booked = http(
+        &gateway.addr,
+        "POST",
+        &format!("/events/{id}/bookings"),
+        &[("X-Buyer-Id", "41")],
+        body.as_bytes(),
+        Duration::from_secs(10),
+    )
+    .expect("a create with the viewers open");
+    assert_eq!(booked.status, 202, "{}", booked.body);
+    let sold = all_saw(&mut viewers, "\"reserved\":3");
+    let missing = viewers.iter().filter(|(_, seen)| !String::from_utf8_lossy(seen).contains("\"reserved\":3")).count();
+    assert!(sold, "{missing} of {VIEWERS} viewers never saw the reservation");
+    let metrics = http_get(&gateway.addr, "/metrics").unwrap().1;
+    assert_eq!(metric(&metrics, "turnstile_gateway_streams_open", &[]), Some(VIEWERS as f64), "{metrics}");
+    drop(viewers);
+    drop(gateway);
+    ticketing.stop();
+    seats.stop();
+    cleanup(id);
+}

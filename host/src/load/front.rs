@@ -20,7 +20,7 @@ use crate::gateway::auth;
 
 /// Worker threads, each with one request in flight at a time: enough to
 /// fill the gateway's batches while each create waits for its own.
-const WORKERS: usize = 32;
+const WORKERS: usize = 64;
 /// How long a request is retried while the gateway answers 503 or cannot be reached.
 const RETRY_FOR: Duration = Duration::from_secs(60);
 
