@@ -62,14 +62,13 @@ pub struct GatewayConfig {
     /// `host:port` of a separate listener for `/metrics`, `/healthz` and
     /// `/readyz`; unset, they are served with the API.
     pub admin_listen: Option<String>,
-    /// A connection must send a request's headers within this.
+    /// A connection must send a request's headers within this; a keep-alive
+    /// connection idle this long between requests is closed too.
     pub header_read_timeout_ms: u64,
     /// A request's body must arrive within this.
     pub body_timeout_ms: u64,
     /// A request (but a stream) must be answered within this.
     pub request_timeout_ms: u64,
-    /// A keep-alive connection with no request in flight is closed after this.
-    pub idle_timeout_ms: u64,
     /// Largest request head (request line and headers).
     pub max_header_bytes: usize,
     /// Largest request body; larger is 413 before any of it is read.
@@ -108,7 +107,6 @@ impl Default for GatewayConfig {
             header_read_timeout_ms: 10_000,
             body_timeout_ms: 10_000,
             request_timeout_ms: 30_000,
-            idle_timeout_ms: 60_000,
             max_header_bytes: 16_384,
             max_body_bytes: 16_384,
             max_connections: 16_384,

@@ -347,3 +347,21 @@ fn token_settings_are_checked_against_each_other() {
     c.gateway.token_issuer = Some("https://tickets.example".into());
     assert!(c.validate().is_ok());
 }
+
+#[test]
+fn gateway_limits_are_checked_and_the_old_name_of_the_ack_timeout_still_reads() {
+    let refused = |edit: fn(&mut Config), key: &str| {
+        let mut c = Config::default();
+        edit(&mut c);
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains(key), "{key}: {err}");
+    };
+    refused(|c| c.gateway.max_header_bytes = 4_096, "gateway.max_header_bytes");
+    refused(|c| c.gateway.max_connections = 0, "gateway.max_connections");
+    refused(|c| c.gateway.admin_listen = Some(c.gateway.listen.clone()), "gateway.admin_listen");
+    refused(|c| c.gateway.admin_listen = Some("nowhere".into()), "gateway.admin_listen");
+    refused(|c| c.gateway.idempotency_ttl_s = 1, "gateway.idempotency_ttl_s");
+    refused(|c| c.gateway.linger_ms = 5_000, "gateway.linger_ms");
+    let old: GatewayConfig = toml::from_str("critical_timeout_ms = 1234").unwrap();
+    assert_eq!(old.ack_timeout_ms, 1_234);
+}

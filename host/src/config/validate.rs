@@ -173,7 +173,6 @@ impl Config {
         check_range("gateway.header_read_timeout_ms", g.header_read_timeout_ms as i64, 100, 600_000)?;
         check_range("gateway.body_timeout_ms", g.body_timeout_ms as i64, 100, 600_000)?;
         check_range("gateway.request_timeout_ms", g.request_timeout_ms as i64, 100, 600_000)?;
-        check_range("gateway.idle_timeout_ms", g.idle_timeout_ms as i64, 100, 3_600_000)?;
         // hyper refuses a read buffer under 8 KiB.
         check_range("gateway.max_header_bytes", g.max_header_bytes as i64, 8_192, 1 << 20)?;
         check_range("gateway.max_body_bytes", g.max_body_bytes as i64, 1_024, 1 << 20)?;
