@@ -26,7 +26,8 @@ pub struct GatewayConfig {
     pub jwt_secret: Option<String>,
     /// Lifetime of tokens `gateway token` prints.
     pub token_ttl_s: u64,
-    /// Availability events of one event are sent at most this often.
+    /// Seat reads and availability events are refreshed at most this often
+    /// while changes keep coming (at once after a quiet spell).
     pub seat_events_interval_ms: u64,
     /// How long a pay (a critical command) may wait for the broker's
     /// acknowledgement before the request answers 503.

@@ -37,8 +37,9 @@ pub struct GatewayMetrics {
     pub published: Family<ActionLabel, Counter>,
     /// Requests answered 503 because the publisher's queue was full.
     pub queue_full: Counter,
-    /// Age of the oldest venue change in each published snapshot, from
-    /// its record's producer timestamp: how far the reads trail the topics.
+    /// Age of the oldest venue change in each snapshot published once
+    /// ready, from its record's producer timestamp: how far the reads trail
+    /// the topics.
     pub view_lag: Histogram,
 }
 
