@@ -40,7 +40,8 @@ pub struct GatewayConfig {
     /// Longest `exp - iat` accepted: a leaked token is good for at most this
     /// long. Tokens without `iat` are refused, as their age is unknown.
     pub max_token_lifetime_s: u64,
-    /// Availability events of one event are sent at most this often.
+    /// Seat reads and availability events are refreshed at most this often
+    /// while changes keep coming (at once after a quiet spell).
     pub seat_events_interval_ms: u64,
     /// How long a create or pay may wait for the broker's acknowledgement
     /// before the request answers 503 (its outcome is then settled later:

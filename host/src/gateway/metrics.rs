@@ -44,8 +44,9 @@ pub struct GatewayMetrics {
     pub queue_full: Counter,
     /// Creates refused by a buyer's cap, by the cap's name.
     pub limited: Family<LimitLabel, Counter>,
-    /// Age of the oldest venue change in each published snapshot, from
-    /// its record's producer timestamp: how far the reads trail the topics.
+    /// Age of the oldest venue change in each snapshot published once
+    /// ready, from its record's producer timestamp: how far the reads trail
+    /// the topics.
     pub view_lag: Histogram,
 }
 

@@ -72,7 +72,8 @@ pub(super) fn publish(views: &Views, lag: &Histogram) {
         }
     };
     views.snapshots.send_replace(Arc::new(next));
-    if let Some(since) = since {
+    // While catching up the records are old by design: that is no lag.
+    if let Some(since) = since.filter(|_| views.is_ready()) {
         let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
         lag.observe(now.saturating_sub(since).max(0) as f64 / 1000.0);
     }
