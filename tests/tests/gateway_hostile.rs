@@ -436,6 +436,10 @@ fn two_thousand_viewers_all_see_a_sale_and_buyers_still_get_in() {
     let sold = all_saw(&mut viewers, "\"reserved\":3");
     let missing = viewers.iter().filter(|(_, seen)| !String::from_utf8_lossy(seen).contains("\"reserved\":3")).count();
     assert!(sold, "{missing} of {VIEWERS} viewers never saw the reservation");
+    // After the whole venue, a viewer is sent only what changed.
+    let deltas =
+        viewers.iter().filter(|(_, seen)| String::from_utf8_lossy(seen).contains("event: availability_changes"));
+    assert_eq!(deltas.count(), VIEWERS, "the sale reached every viewer as a change, not the whole venue again");
     let metrics = http_get(&gateway.addr, "/metrics").unwrap().1;
     assert_eq!(metric(&metrics, "turnstile_gateway_streams_open", &[]), Some(VIEWERS as f64), "{metrics}");
     drop(viewers);

@@ -13,7 +13,7 @@ use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use super::venue::{Changes, SubsectionKey};
+use super::venue::{Availability, Changes, SubsectionKey};
 
 /// One answer, serialized: its JSON and the version its `ETag` names.
 #[derive(Debug)]
@@ -70,6 +70,12 @@ pub struct Snapshot {
     /// The same availability as one server-sent event, framed once for
     /// every stream.
     pub availability_event: Bytes,
+    /// Only the subsections changed since the snapshot before
+    /// ([`follows`](Self::follows)), as an `availability_changes` event:
+    /// what a stream that sent that one needs, a fraction of the venue.
+    pub changes_event: Bytes,
+    /// The availability version of the snapshot this one follows.
+    pub follows: u64,
     seat_maps: HashMap<SubsectionKey, Arc<Encoded>>,
 }
 
@@ -79,7 +85,9 @@ impl Snapshot {
         let json = b"[]".to_vec();
         Snapshot {
             epoch,
-            availability_event: frame(&json),
+            availability_event: frame(AVAILABILITY, &json),
+            changes_event: frame(CHANGES, &json),
+            follows: 0,
             availability: Arc::new(Encoded::new(epoch, 0, json)),
             seat_maps: HashMap::new(),
         }
@@ -106,19 +114,31 @@ impl Snapshot {
                 }
             }
         }
+        let changed: Vec<&Availability> = changes
+            .availability
+            .iter()
+            .filter(|a| changes.subsections.iter().any(|c| c.key.0 == a.section && c.key.1 == a.subsection))
+            .collect();
         Ok(Snapshot {
             epoch: self.epoch,
-            availability_event: frame(&json),
+            availability_event: frame(AVAILABILITY, &json),
+            changes_event: frame(CHANGES, &serde_json::to_vec(&changed)?),
+            follows: self.availability.version,
             availability: Arc::new(Encoded::new(self.epoch, changes.version, json)),
             seat_maps,
         })
     }
 }
 
-/// `json` as an `availability` server-sent event (compact JSON has no newline).
-fn frame(json: &[u8]) -> Bytes {
-    let mut event = Vec::with_capacity(json.len() + 32);
-    event.extend_from_slice(b"event: availability\ndata: ");
+const AVAILABILITY: &[u8] = b"availability";
+const CHANGES: &[u8] = b"availability_changes";
+
+/// `json` as a server-sent event named `name` (compact JSON has no newline).
+fn frame(name: &[u8], json: &[u8]) -> Bytes {
+    let mut event = Vec::with_capacity(json.len() + 48);
+    event.extend_from_slice(b"event: ");
+    event.extend_from_slice(name);
+    event.extend_from_slice(b"\ndata: ");
     event.extend_from_slice(json);
     event.extend_from_slice(b"\n\n");
     Bytes::from(event)
@@ -182,6 +202,13 @@ mod tests {
         assert!(second.availability_event.starts_with(b"event: availability\ndata: [{"));
         assert!(second.availability_event.ends_with(b"}]\n\n"));
         assert!(second.seat_map("B", 1).is_none());
+        // A stream that sent `first` gets only A-2.
+        assert_eq!(second.follows, first.availability.version);
+        let event = std::str::from_utf8(&second.changes_event).unwrap();
+        let data = event.strip_prefix("event: availability_changes\ndata: ").unwrap().trim_end();
+        let changed: serde_json::Value = serde_json::from_str(data).unwrap();
+        assert_eq!(changed.as_array().map(Vec::len), Some(1), "{changed}");
+        assert_eq!((changed[0]["subsection"].clone(), changed[0]["reserved"].clone()), (2.into(), 1.into()));
     }
 
     #[test]

@@ -96,11 +96,13 @@ fn keep_alive(gateway: &Gateway) -> KeepAlive {
     KeepAlive::new().interval(Duration::from_millis(gateway.config.gateway.stream_keepalive_ms))
 }
 
-/// `GET /events/{id}/events`: the event's availability at once, then each
-/// new snapshot (published at most every `gateway.seat_events_interval_ms`),
-/// and a comment line when idle (`gateway.stream_keepalive_ms`). Every
-/// stream writes the snapshot's one pre-framed event: no lock, no
-/// serialization per stream.
+/// `GET /events/{id}/events`: the event's availability at once (`event:
+/// availability`), then, with each new snapshot (at most every
+/// `gateway.seat_events_interval_ms`), the subsections that changed (`event:
+/// availability_changes`; the whole availability again if this stream
+/// missed a snapshot), and a comment line when idle
+/// (`gateway.stream_keepalive_ms`). Every stream writes the snapshot's
+/// pre-framed events: no lock, no serialization per stream.
 pub async fn availability(
     State(gateway): State<Arc<Gateway>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -110,16 +112,23 @@ pub async fn availability(
     let permit = gateway.streams.admit(peer.ip())?;
     let keep_alive = Duration::from_millis(gateway.config.gateway.stream_keepalive_ms);
     let snapshots = gateway.views.snapshots();
-    let state = (snapshots, true, permit);
-    let frames = stream::unfold(state, move |(mut snapshots, first, permit)| async move {
-        if !first {
+    // The availability version this stream last sent; `None` before the first.
+    let state = (snapshots, None::<u64>, permit);
+    let frames = stream::unfold(state, move |(mut snapshots, sent, permit)| async move {
+        if sent.is_some() {
             match tokio::time::timeout(keep_alive, snapshots.changed()).await {
-                Err(_) => return Some((Ok(Bytes::from_static(b":\n\n")), (snapshots, false, permit))),
+                Err(_) => return Some((Ok(Bytes::from_static(b":\n\n")), (snapshots, sent, permit))),
                 Ok(changed) => changed.ok()?,
             }
         }
-        let frame = snapshots.borrow_and_update().availability_event.clone();
-        Some((Ok::<_, Infallible>(frame), (snapshots, false, permit)))
+        let snapshot = snapshots.borrow_and_update().clone();
+        // Only what changed, unless this stream missed the snapshot before.
+        let frame = if sent == Some(snapshot.follows) {
+            snapshot.changes_event.clone()
+        } else {
+            snapshot.availability_event.clone()
+        };
+        Some((Ok::<_, Infallible>(frame), (snapshots, Some(snapshot.availability.version), permit)))
     });
     let headers = [(header::CONTENT_TYPE, "text/event-stream"), (header::CACHE_CONTROL, "no-cache")];
     Ok((headers, Body::from_stream(frames)).into_response())

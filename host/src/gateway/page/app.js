@@ -217,12 +217,27 @@ function live() {
   const source = new EventSource(`/events/${state.event}/events`);
   source.addEventListener("open", () => { $("live").className = "live on"; });
   source.addEventListener("error", () => { $("live").className = "live off"; });
-  source.addEventListener("availability", (e) => {
-    state.availability = JSON.parse(e.data);
+  const update = () => {
     renderVenue();
     // The chosen subsection's seats only when it changed.
     const chosen = state.availability.find((a) => key(a) === state.selected);
     if (chosen && (state.grid.key !== state.selected || state.grid.stamp !== stamp(chosen))) renderGrid();
+  };
+  // The whole venue first (and after a gap), then only the subsections that changed.
+  source.addEventListener("availability", (e) => {
+    state.availability = JSON.parse(e.data);
+    update();
+  });
+  source.addEventListener("availability_changes", (e) => {
+    const changed = new Map(JSON.parse(e.data).map((a) => [key(a), a]));
+    state.availability = state.availability.map((a) => changed.get(key(a)) || a);
+    const known = new Set(state.availability.map(key));
+    const added = [...changed.values()].filter((a) => !known.has(key(a)));
+    if (added.length) {
+      state.availability = [...state.availability, ...added].sort((a, b) =>
+        a.section < b.section ? -1 : a.section > b.section ? 1 : a.subsection - b.subsection);
+    }
+    update();
   });
 }
 
