@@ -183,6 +183,7 @@ fn drive(
 ) -> anyhow::Result<Driven> {
     let partitions = config.kafka.partitions;
     let bookings = plan.len();
+    let mut early: HashMap<String, Vec<(BookingStatusChanged, Instant)>> = HashMap::new();
     let mut follow: HashMap<String, (Buyer, u64)> = match front {
         Some(_) => HashMap::new(),
         None => plan.iter().map(|p| (p.command.booking_id.clone(), (p.buyer, p.command.buyer_id))).collect(),
@@ -251,6 +252,16 @@ fn drive(
         if book_answers(&mut front, plan, &mut tally, &mut follow, &mut answers, &due_at) {
             last_progress = Instant::now();
         }
+        // Statuses read before their create's answer, whose id is known now.
+        let known: Vec<String> = early.keys().filter(|id| tally.knows(id)).cloned().collect();
+        for id in known {
+            for (msg, at) in early.remove(&id).unwrap_or_default() {
+                let mut follow_up = Follow { tally: &mut tally, follow: &follow, front: &front, send: &send };
+                if follow_up.status(&msg, at)? {
+                    pending_payments += 1;
+                }
+            }
+        }
 
         let poll_until = match due_at(next).filter(|_| next < plan.len()) {
             Some(due) => due.min(Instant::now() + Duration::from_millis(5)),
@@ -276,25 +287,15 @@ fn drive(
             else {
                 continue;
             };
-            if tally.observe(&msg, now) == Some(BookingStatus::PendingPayment) {
-                pending_payments += 1;
-                if let Some(&(action, buyer_id)) = follow.get(msg.booking_id.as_str()) {
-                    let booking_id = msg.booking_id.clone();
-                    let command = match action {
-                        Buyer::Pays => Some(BookingCommand::PayBooking(PayBooking { booking_id, buyer_id })),
-                        Buyer::Cancels => Some(BookingCommand::CancelBooking(CancelBooking { booking_id, buyer_id })),
-                        Buyer::Abandons | Buyer::CancelsAtOnce | Buyer::Invalid => None,
-                    };
-                    if let Some(command) = command {
-                        tally.follow_up_sent(&msg.booking_id);
-                        match (&front, &command) {
-                            (Some(front), BookingCommand::PayBooking(_)) => {
-                                front.follow_up(&msg.booking_id, buyer_id, "pay")
-                            }
-                            (Some(front), _) => front.follow_up(&msg.booking_id, buyer_id, "cancel"),
-                            (None, _) => send(&command, &msg.booking_id)?,
-                        }
-                    }
+            // Through a gateway, a status may come before the create's
+            // answer (a 202 waits for the broker, and the services may be
+            // quicker than the answer's way back): kept until the id is known.
+            if front.is_some() && !tally.knows(&msg.booking_id) {
+                early.entry(msg.booking_id.clone()).or_default().push((msg, now));
+            } else {
+                let mut follow_up = Follow { tally: &mut tally, follow: &follow, front: &front, send: &send };
+                if follow_up.status(&msg, now)? {
+                    pending_payments += 1;
                 }
             }
             last_progress = now;
@@ -345,6 +346,40 @@ fn drive(
         }
     }
     Ok(Driven { summary, front: Some(report), plan: sent, unexpected_refusals })
+}
+
+/// What a status read back sets off: the tally, and the buyer's follow-up.
+struct Follow<'a> {
+    tally: &'a mut Tally,
+    /// Who sends what after `pending_payment`, by booking id.
+    follow: &'a HashMap<String, (Buyer, u64)>,
+    front: &'a Option<HttpFront>,
+    /// Publishes a command straight to Kafka (without a gateway).
+    send: &'a dyn Fn(&BookingCommand, &str) -> anyhow::Result<()>,
+}
+
+impl Follow<'_> {
+    /// Tallies `msg`, read at `now`, and sends the buyer's pay or cancel
+    /// when it is the booking's `pending_payment`; whether it was.
+    fn status(&mut self, msg: &BookingStatusChanged, now: Instant) -> anyhow::Result<bool> {
+        if self.tally.observe(msg, now) != Some(BookingStatus::PendingPayment) {
+            return Ok(false);
+        }
+        let Some(&(action, buyer_id)) = self.follow.get(msg.booking_id.as_str()) else { return Ok(true) };
+        let booking_id = msg.booking_id.clone();
+        let command = match action {
+            Buyer::Pays => BookingCommand::PayBooking(PayBooking { booking_id, buyer_id }),
+            Buyer::Cancels => BookingCommand::CancelBooking(CancelBooking { booking_id, buyer_id }),
+            Buyer::Abandons | Buyer::CancelsAtOnce | Buyer::Invalid => return Ok(true),
+        };
+        self.tally.follow_up_sent(&msg.booking_id);
+        match (self.front, &command) {
+            (Some(front), BookingCommand::PayBooking(_)) => front.follow_up(&msg.booking_id, buyer_id, "pay"),
+            (Some(front), _) => front.follow_up(&msg.booking_id, buyer_id, "cancel"),
+            (None, _) => (self.send)(&command, &msg.booking_id)?,
+        }
+        Ok(true)
+    }
 }
 
 /// Books the creates the gateway has answered: each counts from when it

@@ -126,6 +126,11 @@ impl Tally {
         }
     }
 
+    /// Whether `booking_id` was sent (its statuses count).
+    pub fn knows(&self, booking_id: &str) -> bool {
+        self.bookings.contains_key(booking_id)
+    }
+
     /// Applies one status message; returns the new status if it changed.
     pub fn observe(&mut self, msg: &BookingStatusChanged, at: Instant) -> Option<BookingStatus> {
         let Some(b) = self.bookings.get_mut(&msg.booking_id) else {
