@@ -40,9 +40,13 @@ pub struct GatewayConfig {
     /// Longest `exp - iat` accepted: a leaked token is good for at most this
     /// long. Tokens without `iat` are refused, as their age is unknown.
     pub max_token_lifetime_s: u64,
-    /// Seat reads and availability events are refreshed at most this often
-    /// while changes keep coming (at once after a quiet spell).
+    /// Seat reads (the snapshot) are refreshed at most this often while
+    /// changes keep coming (at once after a quiet spell).
     pub seat_events_interval_ms: u64,
+    /// Availability streams get the changes at most this often, each at its
+    /// own offset within half an interval: thousands of streams cost a few
+    /// writes a second each, not one per snapshot.
+    pub stream_interval_ms: u64,
     /// How long a create or pay may wait for the broker's acknowledgement
     /// before the request answers 503 (its outcome is then settled later:
     /// a retry with the same `Idempotency-Key` learns it).
@@ -99,6 +103,7 @@ impl Default for GatewayConfig {
             token_audience: None,
             max_token_lifetime_s: 86_400,
             seat_events_interval_ms: 100,
+            stream_interval_ms: 500,
             ack_timeout_ms: 5_000,
             linger_ms: 5,
             idempotency_ttl_s: 86_400,

@@ -159,6 +159,7 @@ impl Config {
             }
         }
         check_range("gateway.seat_events_interval_ms", g.seat_events_interval_ms as i64, 10, 60_000)?;
+        check_range("gateway.stream_interval_ms", g.stream_interval_ms as i64, 10, 60_000)?;
         check_range("gateway.ack_timeout_ms", g.ack_timeout_ms as i64, 100, 600_000)?;
         check_range("gateway.linger_ms", i64::from(g.linger_ms), 0, 1_000)?;
         check_range("gateway.idempotency_ttl_s", g.idempotency_ttl_s as i64, 60, 31_536_000)?;

@@ -21,7 +21,7 @@ use turnstile_protocol::{BookingCommand, BookingStatusChanged, SeatCommand, Seat
 
 use super::bookings::{Booking, Bookings};
 use super::idempotency::Keys;
-use super::snapshot::Snapshot;
+use super::snapshot::{Snapshot, Tick};
 use super::venue::Venue;
 use crate::client::ClientSettings;
 use crate::client::QuietEof;
@@ -46,6 +46,9 @@ pub struct Views {
     statuses: broadcast::Sender<Booking>,
     /// The latest snapshot of the venue, for every read of it.
     pub(super) snapshots: watch::Sender<Arc<Snapshot>>,
+    /// The latest tick of the availability streams (paced apart from the
+    /// snapshots, see [`super::refresh`]).
+    pub(super) ticks: watch::Sender<Arc<Tick>>,
     /// Every partition has been read to its end once.
     pub(super) caught_up: AtomicBool,
     /// Caught up, and a snapshot published since.
@@ -78,6 +81,7 @@ impl Views {
             statuses: broadcast::channel(STATUS_BUFFER).0,
             // Versions restart with the process; the epoch keeps `ETag`s apart.
             snapshots: watch::channel(Arc::new(Snapshot::empty(rand::random()))).0,
+            ticks: watch::channel(Arc::new(Tick::empty())).0,
             caught_up: AtomicBool::new(false),
             ready: AtomicBool::new(false),
         }
@@ -100,6 +104,16 @@ impl Views {
     /// Every snapshot from now on (the current one marked seen only once read).
     pub fn snapshots(&self) -> watch::Receiver<Arc<Snapshot>> {
         self.snapshots.subscribe()
+    }
+
+    /// The availability streams' latest tick.
+    pub fn tick(&self) -> Arc<Tick> {
+        self.ticks.borrow().clone()
+    }
+
+    /// Every tick from now on (the current one marked seen only once read).
+    pub fn ticks(&self) -> watch::Receiver<Arc<Tick>> {
+        self.ticks.subscribe()
     }
 
     /// Whether every partition has been read to its end at start, and a

@@ -101,7 +101,8 @@ impl Gateway {
         let views = Arc::new(Views::new(Duration::from_secs(config.gateway.idempotency_ttl_s)));
         let metrics = metrics::GatewayMetrics::default();
         let interval = Duration::from_millis(config.gateway.seat_events_interval_ms);
-        refresh::spawn(views.clone(), interval, metrics.view_lag.clone(), stop.clone())
+        let stream_interval = Duration::from_millis(config.gateway.stream_interval_ms);
+        refresh::spawn(views.clone(), interval, stream_interval, metrics.view_lag.clone(), stop.clone())
             .map_err(GatewayError::Snapshot)?;
         // Keys live `idempotency_ttl_s`; an hour more covers creates still undecided.
         let commands_since = std::time::SystemTime::now()

@@ -6,7 +6,7 @@
 //! subsections that changed, so an unchanged subsection keeps its version
 //! and `ETag`, and a client's `If-None-Match` keeps matching.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
@@ -70,12 +70,6 @@ pub struct Snapshot {
     /// The same availability as one server-sent event, framed once for
     /// every stream.
     pub availability_event: Bytes,
-    /// Only the subsections changed since the snapshot before
-    /// ([`follows`](Self::follows)), as an `availability_changes` event:
-    /// what a stream that sent that one needs, a fraction of the venue.
-    pub changes_event: Bytes,
-    /// The availability version of the snapshot this one follows.
-    pub follows: u64,
     seat_maps: HashMap<SubsectionKey, Arc<Encoded>>,
 }
 
@@ -86,8 +80,6 @@ impl Snapshot {
         Snapshot {
             epoch,
             availability_event: frame(AVAILABILITY, &json),
-            changes_event: frame(CHANGES, &json),
-            follows: 0,
             availability: Arc::new(Encoded::new(epoch, 0, json)),
             seat_maps: HashMap::new(),
         }
@@ -114,19 +106,76 @@ impl Snapshot {
                 }
             }
         }
-        let changed: Vec<&Availability> = changes
-            .availability
-            .iter()
-            .filter(|a| changes.subsections.iter().any(|c| c.key.0 == a.section && c.key.1 == a.subsection))
-            .collect();
         Ok(Snapshot {
             epoch: self.epoch,
             availability_event: frame(AVAILABILITY, &json),
-            changes_event: frame(CHANGES, &serde_json::to_vec(&changed)?),
-            follows: self.availability.version,
             availability: Arc::new(Encoded::new(self.epoch, changes.version, json)),
             seat_maps,
         })
+    }
+}
+
+/// What every availability stream writes at one stream tick (at most every
+/// `gateway.stream_interval_ms`): framed once, shared by all of them.
+#[derive(Debug)]
+pub struct Tick {
+    /// The availability version this tick carries.
+    pub version: u64,
+    /// The version of the tick before: a stream that sent that one needs
+    /// only [`changes_event`](Self::changes_event).
+    pub follows: u64,
+    /// The whole availability (`event: availability`), for a stream's first
+    /// event or one that missed a tick.
+    pub availability_event: Bytes,
+    /// The subsections changed since the tick before, as an
+    /// `availability_changes` event: a fraction of the venue.
+    pub changes_event: Bytes,
+}
+
+impl Tick {
+    /// Before anything was read: no subsection.
+    pub fn empty() -> Tick {
+        Tick {
+            version: 0,
+            follows: 0,
+            availability_event: frame(AVAILABILITY, b"[]"),
+            changes_event: frame(CHANGES, b"[]"),
+        }
+    }
+
+    /// The tick after this one: `snapshot`'s availability whole, and of
+    /// `availability` (the same moment's entries) those of the subsections
+    /// in `changed`, the ones that changed over the snapshots since.
+    pub fn next(
+        &self,
+        snapshot: &Snapshot,
+        availability: &[Availability],
+        changed: &BTreeSet<SubsectionKey>,
+    ) -> Result<Tick, serde_json::Error> {
+        // Entries are few (one per subsection); the key is built per entry.
+        let entries: Vec<&Availability> =
+            availability.iter().filter(|a| changed.contains(&(a.section.clone(), a.subsection))).collect();
+        Ok(Tick {
+            version: snapshot.availability.version,
+            follows: self.version,
+            availability_event: snapshot.availability_event.clone(),
+            changes_event: frame(CHANGES, &serde_json::to_vec(&entries)?),
+        })
+    }
+
+    /// What a stream that has shown availability version `shown` writes at
+    /// this tick: only the changes if it has shown the tick before or later,
+    /// the whole availability if it missed that, and nothing if it already
+    /// shows this version or a later one (it read a fresher snapshot when it
+    /// opened; the next tick's changes cover what it lacks).
+    pub fn frame_after(&self, shown: u64) -> Option<&Bytes> {
+        if shown >= self.version {
+            None
+        } else if shown >= self.follows {
+            Some(&self.changes_event)
+        } else {
+            Some(&self.availability_event)
+        }
     }
 }
 
@@ -202,13 +251,55 @@ mod tests {
         assert!(second.availability_event.starts_with(b"event: availability\ndata: [{"));
         assert!(second.availability_event.ends_with(b"}]\n\n"));
         assert!(second.seat_map("B", 1).is_none());
-        // A stream that sent `first` gets only A-2.
-        assert_eq!(second.follows, first.availability.version);
-        let event = std::str::from_utf8(&second.changes_event).unwrap();
+    }
+
+    fn changes_of(tick: &Tick) -> serde_json::Value {
+        let event = std::str::from_utf8(&tick.changes_event).unwrap();
         let data = event.strip_prefix("event: availability_changes\ndata: ").unwrap().trim_end();
-        let changed: serde_json::Value = serde_json::from_str(data).unwrap();
-        assert_eq!(changed.as_array().map(Vec::len), Some(1), "{changed}");
-        assert_eq!((changed[0]["subsection"].clone(), changed[0]["reserved"].clone()), (2.into(), 1.into()));
+        serde_json::from_str(data).unwrap()
+    }
+
+    #[test]
+    fn a_tick_carries_the_subsections_changed_over_every_snapshot_since_the_tick_before() {
+        let mut venue = Venue::default();
+        for n in 1..=3 {
+            configure(&mut venue, "A", n);
+        }
+        let mut snapshot = Snapshot::empty(1).next(&venue.take_changes()).unwrap();
+        let first = Tick::empty().next(&snapshot, &venue.availability(), &BTreeSet::new()).unwrap();
+        assert_eq!(first.follows, 0);
+        assert_eq!(&first.availability_event, &snapshot.availability_event);
+        // Two snapshots between ticks, each changing another subsection.
+        let mut changed = BTreeSet::new();
+        for (booking, n) in [("b1", 1), ("b3", 3)] {
+            reserve(&mut venue, booking, "A", n);
+            let changes = venue.take_changes();
+            changed.extend(changes.subsections.iter().map(|c| c.key.clone()));
+            snapshot = snapshot.next(&changes).unwrap();
+        }
+        let second = first.next(&snapshot, &venue.availability(), &changed).unwrap();
+        assert_eq!((second.follows, second.version), (first.version, snapshot.availability.version));
+        let entries = changes_of(&second);
+        let subsections: Vec<_> = entries.as_array().unwrap().iter().map(|e| e["subsection"].clone()).collect();
+        assert_eq!(subsections, [serde_json::json!(1), serde_json::json!(3)], "A-2 did not change: {entries}");
+        assert!(entries.as_array().unwrap().iter().all(|e| e["reserved"] == 1));
+        assert_eq!(changes_of(&Tick::empty()), serde_json::json!([]));
+    }
+
+    #[test]
+    fn a_stream_gets_the_changes_if_it_showed_the_tick_before_everything_if_it_missed_it_and_nothing_if_ahead() {
+        let tick = Tick {
+            version: 7,
+            follows: 4,
+            availability_event: Bytes::from_static(b"whole"),
+            changes_event: Bytes::from_static(b"changes"),
+        };
+        let frame = |shown| tick.frame_after(shown).map(|b| b.as_ref());
+        assert_eq!(frame(3), Some(&b"whole"[..]), "missed the tick before");
+        assert_eq!(frame(4), Some(&b"changes"[..]), "showed the tick before");
+        assert_eq!(frame(6), Some(&b"changes"[..]), "opened on a snapshot between the ticks");
+        assert_eq!(frame(7), None, "already shows this version");
+        assert_eq!(frame(9), None, "opened on a snapshot fresher than this tick");
     }
 
     #[test]

@@ -11,8 +11,8 @@ use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use futures_util::Stream;
 use futures_util::stream;
+use futures_util::{Stream, StreamExt};
 use serde::Serialize;
 use tokio::sync::broadcast::error::RecvError;
 
@@ -96,13 +96,15 @@ fn keep_alive(gateway: &Gateway) -> KeepAlive {
     KeepAlive::new().interval(Duration::from_millis(gateway.config.gateway.stream_keepalive_ms))
 }
 
-/// `GET /events/{id}/events`: the event's availability at once (`event:
-/// availability`), then, with each new snapshot (at most every
-/// `gateway.seat_events_interval_ms`), the subsections that changed (`event:
-/// availability_changes`; the whole availability again if this stream
-/// missed a snapshot), and a comment line when idle
-/// (`gateway.stream_keepalive_ms`). Every stream writes the snapshot's
-/// pre-framed events: no lock, no serialization per stream.
+/// `GET /events/{id}/events`: the event's availability at once, as fresh
+/// as the seat reads (`event: availability`), then, at each stream tick (at most every
+/// `gateway.stream_interval_ms`), the subsections that changed since the
+/// tick before (`event: availability_changes`; the whole availability again
+/// if this stream missed a tick), and a comment line when idle
+/// (`gateway.stream_keepalive_ms`). Every stream writes the tick's
+/// pre-framed events: no lock, no serialization per stream. Each stream
+/// writes at its own offset within half an interval after the tick, so
+/// thousands of streams are not all written in the same instant.
 pub async fn availability(
     State(gateway): State<Arc<Gateway>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -111,25 +113,27 @@ pub async fn availability(
     gateway.check_event(event)?;
     let permit = gateway.streams.admit(peer.ip())?;
     let keep_alive = Duration::from_millis(gateway.config.gateway.stream_keepalive_ms);
-    let snapshots = gateway.views.snapshots();
-    // The availability version this stream last sent; `None` before the first.
-    let state = (snapshots, None::<u64>, permit);
-    let frames = stream::unfold(state, move |(mut snapshots, sent, permit)| async move {
-        if sent.is_some() {
-            match tokio::time::timeout(keep_alive, snapshots.changed()).await {
-                Err(_) => return Some((Ok(Bytes::from_static(b":\n\n")), (snapshots, sent, permit))),
+    let offset = Duration::from_millis(gateway.config.gateway.stream_interval_ms / 2).mul_f64(rand::random::<f64>());
+    // Subscribed before the snapshot is read, so no tick after it is missed.
+    let ticks = gateway.views.ticks();
+    // The first event is as fresh as any read; ticks follow from there.
+    let snapshot = gateway.views.snapshot();
+    let first = stream::once(std::future::ready(Ok::<_, Infallible>(snapshot.availability_event.clone())));
+    let state = (ticks, snapshot.availability.version, permit);
+    let rest = stream::unfold(state, move |(mut ticks, shown, permit)| async move {
+        loop {
+            match tokio::time::timeout(keep_alive, ticks.changed()).await {
+                Err(_) => return Some((Ok(Bytes::from_static(b":\n\n")), (ticks, shown, permit))),
                 Ok(changed) => changed.ok()?,
             }
+            tokio::time::sleep(offset).await;
+            let tick = ticks.borrow_and_update().clone();
+            if let Some(frame) = tick.frame_after(shown) {
+                return Some((Ok(frame.clone()), (ticks, tick.version, permit)));
+            }
         }
-        let snapshot = snapshots.borrow_and_update().clone();
-        // Only what changed, unless this stream missed the snapshot before.
-        let frame = if sent == Some(snapshot.follows) {
-            snapshot.changes_event.clone()
-        } else {
-            snapshot.availability_event.clone()
-        };
-        Some((Ok::<_, Infallible>(frame), (snapshots, Some(snapshot.availability.version), permit)))
     });
+    let frames = first.chain(rest);
     let headers = [(header::CONTENT_TYPE, "text/event-stream"), (header::CACHE_CONTROL, "no-cache")];
     Ok((headers, Body::from_stream(frames)).into_response())
 }
