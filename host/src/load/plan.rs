@@ -79,14 +79,22 @@ fn create(
     }
 }
 
+/// Each booking of a plan has a buyer of its own, so that no planned
+/// booking crosses the gateway's per-buyer limits (a plan's buyers would
+/// otherwise share ids by chance and be refused as over the limit).
+fn first_buyer(rng: &mut StdRng) -> u64 {
+    rng.random_range(1..=1_000_000_000)
+}
+
 /// `count` bookings against `chart`: about 60 % best_available and 40 %
 /// manual (some of those naming a seat outside the chart), quantities 1–4,
 /// a few invalid creates and repeated creates; of the valid ones about 35 %
 /// pay, 15 % cancel after reservation, 8 % cancel at once, the rest abandon.
 pub fn plan_bookings(chart: &SeatingChart, count: usize, seed: u64) -> Vec<Planned> {
     let mut rng = StdRng::seed_from_u64(seed);
+    let first_buyer = first_buyer(&mut rng);
     (0..count)
-        .map(|_| {
+        .map(|i| {
             let section = &chart.sections[rng.random_range(0..chart.sections.len())];
             let subsection = rng.random_range(1..=section.subsections);
             let mut quantity = rng.random_range(1..=4u32);
@@ -126,7 +134,7 @@ pub fn plan_bookings(chart: &SeatingChart, count: usize, seed: u64) -> Vec<Plann
                     quantity = 5; // more than 4 seats
                 }
             }
-            let buyer_id = rng.random_range(1..=1_000_000);
+            let buyer_id = first_buyer + i as u64;
             Planned {
                 command: create(
                     uuid::Uuid::new_v4().to_string(),
@@ -188,6 +196,7 @@ impl Default for Mix {
 /// `count` bookings against `chart`, reproducible from `seed`.
 pub fn plan(chart: &SeatingChart, count: usize, mix: Mix, seed: u64) -> Vec<Planned> {
     let mut rng = StdRng::seed_from_u64(seed);
+    let first_buyer = first_buyer(&mut rng);
     (0..count)
         .map(|i| {
             let section = &chart.sections[rng.random_range(0..chart.sections.len())];
@@ -212,7 +221,7 @@ pub fn plan(chart: &SeatingChart, count: usize, mix: Mix, seed: u64) -> Vec<Plan
                 Buyer::Abandons
             };
             let quantity = if manual { seat_positions.len() as u32 } else { quantity };
-            let buyer_id = rng.random_range(1..=1_000_000);
+            let buyer_id = first_buyer + i as u64;
             Planned {
                 command: create(
                     format!("{seed:x}-{i:08}"),
@@ -251,5 +260,14 @@ mod tests {
         }
         let ids: std::collections::HashSet<_> = a.iter().map(|p| &p.command.booking_id).collect();
         assert_eq!(ids.len(), 1000);
+    }
+
+    #[test]
+    fn every_planned_booking_has_a_buyer_of_its_own() {
+        let chart = SeatingChart::default_venue();
+        for planned in [plan(&chart, 20_000, Mix::default(), 3), plan_bookings(&chart, 20_000, 3)] {
+            let buyers: std::collections::HashSet<_> = planned.iter().map(|p| p.command.buyer_id).collect();
+            assert_eq!(buyers.len(), planned.len(), "buyers shared: the gateway would refuse some as over its limits");
+        }
     }
 }
