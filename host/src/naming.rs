@@ -145,18 +145,6 @@ pub fn changelog_topic(event_id: u64, service: &str) -> TopicName {
     TopicName::owned(event_id, action::STATE_CHANGELOG, service)
 }
 
-/// Every topic of an event in the built-in topology, changelogs included
-/// (a configured topology: `Topology::event_topics`).
-pub fn event_topics(event_id: u64) -> Vec<TopicSpec> {
-    crate::topology::Topology::builtin().event_topics(event_id)
-}
-
-/// The topics addressed to a service in the built-in topology (what its
-/// plugin must consume), in the order the runner subscribes to them.
-pub fn input_topics(event_id: u64, service: &str) -> Vec<TopicName> {
-    crate::topology::Topology::builtin().addressed_to(event_id, service)
-}
-
 /// `event-id-{id}_____{service}--{id}` (five underscores, two dashes).
 pub fn consumer_group(event_id: u64, service: &str) -> String {
     format!("event-id-{event_id}_____{service}--{event_id}")
@@ -231,15 +219,6 @@ mod tests {
     }
 
     #[test]
-    fn every_topology_action_has_a_routing_kind() {
-        let topology = crate::topology::Topology::builtin();
-        for spec in event_topics(1) {
-            assert_eq!(topology.routing_kind(&spec.name.action), Some(spec.kind), "{}", spec.name);
-        }
-        assert_eq!(topology.routing_kind("echo"), None);
-    }
-
-    #[test]
     fn topic_names_match_the_seed() {
         assert_eq!(
             booking_command_topic(1).to_string(),
@@ -266,14 +245,6 @@ mod tests {
             changelog_topic(3, TICKETING_SERVICE).to_string(),
             "event-id-3______state-changelog______ticketing-service"
         );
-    }
-
-    #[test]
-    fn every_topic_parses_back() {
-        for spec in event_topics(42) {
-            let text = spec.name.to_string();
-            assert_eq!(TopicName::parse(&text), Some(spec.name), "{text}");
-        }
     }
 
     #[test]

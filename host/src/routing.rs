@@ -13,9 +13,10 @@
 
 use std::collections::HashMap;
 
+use turnstile_protocol::{Output, Routing};
+
 use crate::naming::{self, TopicKind};
 use crate::partition;
-use crate::plugin::{Output, Routing};
 use crate::topology::Topology;
 
 /// Where one output is produced.

@@ -12,9 +12,9 @@
 use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
+use turnstile_protocol::Manifest;
 
 use crate::naming::{self, CLIENT, TopicKind, TopicName, TopicSpec, action};
-use crate::plugin::Manifest;
 
 /// How the records of a topic are partitioned (`routing` in the config).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -250,6 +250,23 @@ mod tests {
             version: "1".into(),
             consumes: consumes.iter().map(|s| s.to_string()).collect(),
             emits: emits.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn every_topology_action_has_a_routing_kind() {
+        let topology = Topology::builtin();
+        for spec in topology.event_topics(1) {
+            assert_eq!(topology.routing_kind(&spec.name.action), Some(spec.kind), "{}", spec.name);
+        }
+        assert_eq!(topology.routing_kind("echo"), None);
+    }
+
+    #[test]
+    fn every_topic_parses_back() {
+        for spec in Topology::builtin().event_topics(42) {
+            let text = spec.name.to_string();
+            assert_eq!(TopicName::parse(&text), Some(spec.name), "{text}");
         }
     }
 

@@ -682,7 +682,8 @@ pub fn wait_for_group(
     timeout: Duration,
     running: &mut [&mut Service],
 ) -> Vec<turnstile::admin::GroupMember> {
-    let inputs: BTreeSet<(String, i32)> = naming::input_topics(event_id, service)
+    let inputs: BTreeSet<(String, i32)> = turnstile::topology::Topology::builtin()
+        .addressed_to(event_id, service)
         .into_iter()
         .flat_map(|t| (0..partitions).map(move |p| (t.to_string(), p)))
         .collect();

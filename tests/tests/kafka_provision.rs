@@ -12,7 +12,7 @@ fn provision_creates_exactly_the_event_topics_and_is_idempotent() {
     let id = unique_event_id();
     let first = provision(id, 4);
 
-    let specs = naming::event_topics(id);
+    let specs = turnstile::topology::Topology::builtin().event_topics(id);
     let expected: BTreeMap<String, i32> = specs.iter().map(|s| (s.name.to_string(), 4)).collect();
     assert_eq!(event_topics_on_broker(id), expected, "{first}");
     assert_eq!(lines_ending_with(&first.stdout, "created"), specs.len(), "{first}");

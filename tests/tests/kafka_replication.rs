@@ -30,7 +30,7 @@ fn provision_defaults_replication_to_the_cluster() {
     let cluster = cluster();
     let replicas = cluster.replicas().expect("read replicas").topics;
     let topics = event_topics_on_broker(id);
-    assert_eq!(topics.len(), turnstile::naming::event_topics(id).len());
+    assert_eq!(topics.len(), turnstile::topology::Topology::builtin().event_topics(id).len());
     for topic in topics.keys() {
         for p in &replicas[topic] {
             assert_eq!(p.replicas.len(), factor as usize, "{topic}: {p:?}");
@@ -98,7 +98,7 @@ fn status_shows_leader_replicas_and_isr_of_every_partition() {
     let event = &report["events"][0];
     assert_eq!(event["warnings"], serde_json::json!([]), "{out}");
     let topics = event["topics"].as_array().expect("topics");
-    assert_eq!(topics.len(), turnstile::naming::event_topics(id).len());
+    assert_eq!(topics.len(), turnstile::topology::Topology::builtin().event_topics(id).len());
     for topic in topics {
         assert_eq!(topic["min_insync_replicas"], min_isr, "{topic}");
         for p in topic["partitions"].as_array().expect("partitions") {

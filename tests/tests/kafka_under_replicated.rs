@@ -64,7 +64,7 @@ fn status_warns_while_a_broker_is_down_and_clears_when_it_is_back() {
     ]));
     out.expect_success();
     assert!(out.stdout.contains("replication factor 3, min ISR 3"), "{out}");
-    let total = turnstile::naming::event_topics(id).len() * 2;
+    let total = turnstile::topology::Topology::builtin().event_topics(id).len() * 2;
 
     // Node 3 is broker 3. The controller takes it out of every ISR once it
     // misses its heartbeats (broker.session.timeout.ms, 9 s).

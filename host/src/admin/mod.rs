@@ -1,4 +1,5 @@
-//! Everything that talks to the Kafka admin API: provisioning, reset, status.
+//! Everything that talks to the Kafka admin API: provisioning and reset,
+//! and what `status` reads from the broker.
 //!
 //! [`Cluster`] is the one connection the commands share; the submodules hold
 //! one job each and return plain reports the command line prints.
@@ -7,8 +8,7 @@ mod client;
 mod groups;
 pub mod provision;
 pub mod reset;
-pub mod status;
-mod table;
+pub(crate) mod table;
 
 pub use client::{Brokers, Cluster, GroupMember, GroupSummary, PartitionReplicas, Placement};
 pub use groups::DescribeError;

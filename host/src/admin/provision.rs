@@ -338,7 +338,7 @@ mod tests {
 
     #[test]
     fn mismatched_partitions_name_the_topic() {
-        let specs = crate::naming::event_topics(5);
+        let specs = crate::topology::Topology::builtin().event_topics(5);
         let odd = specs[2].name.to_string();
         let err = check_partitions(&specs, |n| Some(if n == odd { 3 } else { 10 }), 10).unwrap_err();
         let text = err.to_string();

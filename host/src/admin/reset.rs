@@ -253,7 +253,7 @@ mod tests {
     fn protecting_one_does_not_protect_ten() {
         let topics: Vec<String> = [1, 10, 11]
             .iter()
-            .flat_map(|&id| naming::event_topics(id))
+            .flat_map(|&id| crate::topology::Topology::builtin().event_topics(id))
             .map(|s| s.name.to_string())
             .chain(["__consumer_offsets".into(), "orders".into(), "event-id-1-other".into()])
             .collect();
@@ -266,7 +266,7 @@ mod tests {
         ];
         let plan = Plan::new(topics.iter().map(String::as_str), &groups, &BTreeSet::from([DEFAULT_PROTECTED]));
 
-        let per_event = naming::event_topics(1).len();
+        let per_event = crate::topology::Topology::builtin().event_topics(1).len();
         assert_eq!(plan.protected_topics.len(), per_event);
         assert!(plan.protected_topics.iter().all(|t| t.starts_with("event-id-1______")));
         assert_eq!(plan.delete_topics.len(), 2 * per_event);

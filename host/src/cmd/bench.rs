@@ -87,7 +87,11 @@ pub fn drain(global: &GlobalArgs, args: DrainArgs) -> anyhow::Result<ExitCode> {
     eprintln!("filled in {:.2} s", filled.elapsed().as_secs_f64());
 
     let cluster = Cluster::connect(&config)?;
-    let inputs: Vec<String> = naming::input_topics(event_id, &args.service).iter().map(ToString::to_string).collect();
+    let inputs: Vec<String> = turnstile::topology::Topology::builtin()
+        .addressed_to(event_id, &args.service)
+        .iter()
+        .map(ToString::to_string)
+        .collect();
     let mut ends = Vec::new();
     for topic in &inputs {
         for p in 0..partitions {

@@ -1,10 +1,11 @@
 //! `turnstile status`: topics, consumer groups and lag (see
-//! `turnstile::admin::status` for the `--json` shape).
+//! `turnstile::status` for the `--json` shape).
 
 use std::process::ExitCode;
 
-use turnstile::admin::{Cluster, status};
+use turnstile::admin::Cluster;
 use turnstile::config::Overrides;
+use turnstile::status;
 
 use turnstile::runner::report;
 

@@ -212,7 +212,8 @@ mod tests {
             let b = drain_input(service, 7, 6, &chart, 10_000, 1).unwrap();
             assert_eq!(a.len(), 10_000, "{service}");
             assert_eq!(a, b, "{service}");
-            let inputs: Vec<String> = naming::input_topics(7, service).iter().map(|t| t.to_string()).collect();
+            let inputs: Vec<String> =
+                crate::topology::Topology::builtin().addressed_to(7, service).iter().map(|t| t.to_string()).collect();
             assert!(a.iter().all(|r| inputs.contains(&r.topic)), "{service}");
             assert!(a.iter().all(|r| (0..6).contains(&r.partition)), "{service}");
         }

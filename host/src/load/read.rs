@@ -88,7 +88,7 @@ pub fn read_back(
                 offset: m.offset(),
                 key: m.key().map(|k| String::from_utf8_lossy(k).into_owned()),
                 value: m.payload().map(<[u8]>::to_vec).unwrap_or_default(),
-                headers: crate::runner::input::record_headers(&m),
+                headers: crate::headers::record_headers(&m),
             }),
             Some(Err(KafkaError::PartitionEOF(p))) => {
                 pending.remove(&p);

@@ -26,19 +26,8 @@ pub struct Header<'a> {
     pub value: &'a [u8],
 }
 
-/// Where an output goes and what it carries: the same types the plugins'
-/// native logic returns, so host, plugins and benchmarks share one
-/// definition of the WIT `output` and `routing`.
-pub use turnstile_protocol::{Output, Routing};
-
-/// What a plugin says it is; read once at load.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Manifest {
-    /// The service it implements, e.g. `seat-reservation-service`.
-    pub service: String,
-    pub version: String,
-    /// Actions it consumes.
-    pub consumes: Vec<String>,
-    /// Actions it may emit.
-    pub emits: Vec<String>,
-}
+/// Where an output goes and what it carries, and what a plugin says it
+/// is: the same types the plugins' native logic uses, so host, plugins and
+/// benchmarks share one definition of the WIT `output`, `routing` and
+/// `manifest`.
+pub use turnstile_protocol::{Manifest, Output, Routing};

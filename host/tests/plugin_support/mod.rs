@@ -149,8 +149,11 @@ impl Cluster {
 
     /// Publishes as a client would (booking key or section partitioning).
     pub fn send(&mut self, action: &str, value: Value) {
-        let spec =
-            naming::event_topics(self.event).into_iter().find(|s| s.name.action == action).expect("known action");
+        let spec = turnstile::topology::Topology::builtin()
+            .event_topics(self.event)
+            .into_iter()
+            .find(|s| s.name.action == action)
+            .expect("known action");
         let (partition, key) = match spec.kind {
             naming::TopicKind::BySection => {
                 let section = value["section"].as_str().expect("section");

@@ -30,6 +30,6 @@ pub use messages::{
     SeatSelectionMode, SeatsReleased, SeatsReserved, SeatsSold,
 };
 pub use names::*;
-pub use plugin::{HandleError, LogLevel, MemoryStore, Output, Routing, Store};
+pub use plugin::{HandleError, LogLevel, Manifest, MemoryStore, Output, Routing, Store};
 pub use route::route_by_value;
 pub use seat::{ParseSeatError, SeatPosition};

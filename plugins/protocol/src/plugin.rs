@@ -29,6 +29,19 @@ pub trait Store {
     }
 }
 
+/// What a plugin says it is (WIT `manifest`): read once at load, checked
+/// against the topology at deploy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Manifest {
+    /// The service it implements, e.g. `seat-reservation-service`.
+    pub service: String,
+    pub version: String,
+    /// Actions it consumes.
+    pub consumes: Vec<String>,
+    /// Actions it may emit.
+    pub emits: Vec<String>,
+}
+
 /// Log severity (WIT `log.level`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum LogLevel {

@@ -1,5 +1,6 @@
-//! Topics, consumer groups and lag of events, like
-//! `kafka-consumer-groups --describe`.
+//! What `turnstile status` shows: topics, consumer groups and lag of events
+//! as the broker knows them (like `kafka-consumer-groups --describe`), and
+//! the reports of the instances running on this host.
 //!
 //! `turnstile status --json` prints a [`Report`] serialized as:
 //!
@@ -48,8 +49,8 @@ use std::fmt;
 
 use serde::Serialize;
 
-use super::table::Table;
-use super::{AdminError, Cluster, GroupMember, GroupSummary, PartitionReplicas};
+use crate::admin::table::Table;
+use crate::admin::{AdminError, Cluster, GroupMember, GroupSummary, PartitionReplicas};
 use crate::naming::{self, TopicName};
 use crate::runner::report::InstanceReport;
 
@@ -335,7 +336,8 @@ fn group_status(
     group: &GroupSummary,
     topics: &[TopicStatus],
 ) -> GroupStatus {
-    let inputs: BTreeSet<String> = naming::input_topics(event_id, service).iter().map(ToString::to_string).collect();
+    let inputs: BTreeSet<String> =
+        crate::topology::Topology::builtin().addressed_to(event_id, service).iter().map(ToString::to_string).collect();
     let owners: BTreeMap<(&str, i32), &str> = group
         .members
         .iter()
