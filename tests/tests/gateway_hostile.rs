@@ -448,3 +448,38 @@ fn two_thousand_viewers_all_see_a_sale_and_buyers_still_get_in() {
     seats.stop();
     cleanup(id);
 }
+
+/// Anyone allowed to write the commands topic can send a header name that
+/// is not UTF-8. The gateway reads every create back into its views (for
+/// buyers' caps and idempotency keys); such a record must not stop it.
+#[test]
+fn a_command_whose_header_name_is_not_utf8_does_not_stop_the_views() {
+    use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+    let id = unique_event_id();
+    provision_with_chart(id, 2, CHART);
+    let gateway = hostile_gateway(id, &[]);
+    let topic = turnstile::naming::booking_command_topic(id).to_string();
+    let producer: ThreadedProducer<DefaultProducerContext> = client_config().create().expect("create a producer");
+    let buyer = 777;
+    for (booking, headers) in
+        [("forged-1", raw_headers(&[(b"\xfe\xff", b"x"), (b"idempotency-key", b"k")])), ("after-1", raw_headers(&[]))]
+    {
+        let payload = format!(
+            r#"{{"type":"create_booking","booking_id":"{booking}","buyer_id":{buyer},"section":"A","subsection":1,"quantity":1,"seat_selection_mode":"best_available","seat_positions":[]}}"#
+        );
+        let key = turnstile::naming::booking_key(id, booking);
+        let record = BaseRecord::to(&topic).key(&key).payload(&payload).headers(headers);
+        producer.send(record).map_err(|(e, _)| e).expect("queue a create");
+    }
+    producer.flush(Duration::from_secs(30)).expect("deliver the creates");
+
+    let buyer_header = buyer.to_string();
+    let listed = eventually(Duration::from_secs(30), || {
+        http(&gateway.addr, "GET", "/buyers/me/bookings", &[("X-Buyer-Id", &buyer_header)], b"", Duration::from_secs(5))
+            .is_ok_and(|r| r.status == 200 && r.body.contains("after-1"))
+    });
+    assert!(listed, "the views stopped at a header name that is not UTF-8\n{}", gateway.log_tail(30));
+    assert!(http_get(&gateway.addr, "/readyz").is_ok_and(|r| r.0 == 200), "{}", gateway.log_tail(30));
+    drop(gateway);
+    cleanup(id);
+}

@@ -14,7 +14,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::{BorrowedMessage, Headers, Message};
+use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::{broadcast, watch};
 use turnstile_protocol::{BookingCommand, BookingStatusChanged, SeatCommand, SeatResult};
@@ -53,6 +53,8 @@ pub struct Views {
     pub(super) caught_up: AtomicBool,
     /// Caught up, and a snapshot published since.
     pub(super) ready: AtomicBool,
+    /// A feed thread died: the views no longer follow the topics.
+    failed: AtomicBool,
 }
 
 /// What the views hold.
@@ -84,6 +86,7 @@ impl Views {
             ticks: watch::channel(Arc::new(Tick::empty())).0,
             caught_up: AtomicBool::new(false),
             ready: AtomicBool::new(false),
+            failed: AtomicBool::new(false),
         }
     }
 
@@ -119,7 +122,7 @@ impl Views {
     /// Whether every partition has been read to its end at start, and a
     /// snapshot published since.
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Acquire)
+        self.ready.load(Ordering::Acquire) && !self.failed.load(Ordering::Acquire)
     }
 
     /// Records a venue change from `message` and wakes the snapshot step.
@@ -166,8 +169,9 @@ impl Views {
             };
             let mut state = self.lock();
             state.bookings.accept(&c.booking_id, c.buyer_id, c.quantity);
-            let Some(headers) = message.headers() else { return };
-            let header = |name: &str| headers.iter().find(|h| h.key == name).and_then(|h| h.value);
+            // Anyone may write this topic: headers are read without trusting them.
+            let headers = crate::headers::record_headers(message);
+            let header = |name: &str| headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_slice());
             if let (Some(key), Some(digest)) = (header(IDEMPOTENCY_KEY_HEADER), header(REQUEST_DIGEST_HEADER))
                 && let Ok(digest) = <[u8; 32]>::try_from(digest)
             {
@@ -178,6 +182,20 @@ impl Views {
                     .map_or_else(std::time::SystemTime::now, |ms| std::time::UNIX_EPOCH + Duration::from_millis(ms));
                 state.keys.remember(c.buyer_id, &String::from_utf8_lossy(key), &digest, &c.booking_id, at);
             }
+        }
+    }
+}
+
+/// Should a feed thread die (a bug: it handles every record it can read),
+/// the views stop following the topics: the gateway says so on `/readyz`
+/// rather than serve views that silently go stale.
+struct FeedGuard(Arc<Views>);
+
+impl Drop for FeedGuard {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.failed.store(true, Ordering::Release);
+            tracing::error!("a feed of the gateway's views died; not ready from now on");
         }
     }
 }
@@ -271,6 +289,7 @@ pub fn spawn(
         let mut pending: BTreeSet<i32> = (0..partitions).collect();
         let (views, stop, topics, catching_up) = (views.clone(), stop.clone(), topics.clone(), catching_up.clone());
         let thread = std::thread::Builder::new().name("gateway-feed".into()).spawn(move || {
+            let _unready_if_it_dies = FeedGuard(views.clone());
             while !stop.load(Ordering::Relaxed) {
                 match consumer.poll(Duration::from_millis(100)) {
                     None => {}
@@ -296,4 +315,26 @@ pub fn spawn(
         threads.push(thread);
     }
     Ok(threads)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_feed_thread_that_dies_makes_the_gateway_unready() {
+        let views = Arc::new(Views::new(Duration::from_secs(60)));
+        views.ready.store(true, Ordering::Release);
+        let guarded = views.clone();
+        let quiet = std::thread::spawn(move || drop(FeedGuard(guarded))).join();
+        assert!(quiet.is_ok() && views.is_ready(), "a feed that stops normally leaves readiness alone");
+        let guarded = views.clone();
+        let died = std::thread::spawn(move || {
+            let _guard = FeedGuard(guarded);
+            panic!("a bug in the feed");
+        })
+        .join();
+        assert!(died.is_err());
+        assert!(!views.is_ready(), "views that no longer follow the topics are not ready");
+    }
 }
