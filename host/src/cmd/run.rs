@@ -96,7 +96,13 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    let metrics = worker.join().map_err(|_| anyhow::anyhow!("the runner thread panicked"))?.map_err(run_error)?;
+    // Only the built-in topics are known without a configuration file: a
+    // plugin's own topics are declared in its crate's turnstile.toml.
+    let read_a_file = global.config.is_some() || std::path::Path::new(turnstile::config::DEFAULT_FILE).is_file();
+    let metrics = worker
+        .join()
+        .map_err(|_| anyhow::anyhow!("the runner thread panicked"))?
+        .map_err(|e| run_error(e, read_a_file))?;
     tracing::info!(?metrics, "stopped");
     Ok(ExitCode::SUCCESS)
 }
@@ -254,8 +260,15 @@ fn close_on_exec_above_stderr() -> std::io::Result<usize> {
 
 /// Failures the user must fix are usage errors (exit 2); the rest, which a
 /// restart could not fix either, exit 3.
-fn run_error(err: RunnerError) -> anyhow::Error {
+fn run_error(err: RunnerError, read_a_file: bool) -> anyhow::Error {
     match err {
+        RunnerError::Topology(_) if !read_a_file => super::UsageError(format!(
+            "{err} (no {} here and no --config, so only the built-in topics are known: run from the plugin's \
+             directory or give --config PATH/{})",
+            turnstile::config::DEFAULT_FILE,
+            turnstile::config::DEFAULT_FILE
+        ))
+        .into(),
         RunnerError::NotProvisioned { .. }
         | RunnerError::WrongService { .. }
         | RunnerError::Topology(_)
