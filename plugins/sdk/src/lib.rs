@@ -70,7 +70,27 @@ pub use state::State;
 /// The domain's messages and names (`BookingStatusChanged`, action names, …).
 pub use turnstile_protocol as domain;
 pub use turnstile_protocol::{HandleError, LogLevel, MemoryStore, Output, Routing, Store};
-pub use {serde, serde_json};
+/// serde, so that a plugin needs no direct dependency on it. Deriving
+/// through the re-export needs serde told where it is:
+///
+/// ```
+/// use turnstile_plugin::serde::{Deserialize, Serialize};
+///
+/// #[derive(Serialize, Deserialize)]
+/// #[serde(crate = "turnstile_plugin::serde")]
+/// struct Audit {
+///     booking_id: String,
+///     seen: u64,
+/// }
+///
+/// let audit: Audit = turnstile_plugin::serde_json::from_str(r#"{"booking_id":"b-1","seen":2}"#).unwrap();
+/// assert_eq!(audit.seen, 2);
+/// ```
+///
+/// (Or depend on `serde` with its `derive` feature yourself.)
+pub use serde;
+/// serde_json, so that a plugin needs no direct dependency on it.
+pub use serde_json;
 
 /// Everything a handler usually names, and the `alloc` items a `no_std`
 /// crate would otherwise import one by one.
