@@ -18,7 +18,7 @@ const CHART: &str = r#"{"rows":4,"cols":5,"sections":[
 const T: Duration = Duration::from_secs(30);
 
 /// The page driver (`tests/browser/page.mjs`, playwright-core on Debian's
-/// Chromium; `scripts/install-deps` installs both), talking line by line.
+/// Chromium; `scripts/install-deps --tests` installs both), talking line by line.
 struct Browser {
     child: std::process::Child,
     lines: std::io::Lines<BufReader<std::process::ChildStdout>>,
@@ -29,7 +29,7 @@ impl Browser {
         let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("browser");
         assert!(
             dir.join("node_modules/playwright-core").is_dir(),
-            "playwright-core is missing in {}: run scripts/install-deps",
+            "playwright-core is missing in {}: run scripts/install-deps --tests",
             dir.display()
         );
         let mut child = Command::new("node")
@@ -40,7 +40,7 @@ impl Browser {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
-            .expect("run node (scripts/install-deps installs it)");
+            .expect("run node (scripts/install-deps --tests installs it)");
         let lines = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
         Browser { child, lines }
     }
