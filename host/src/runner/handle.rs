@@ -24,9 +24,20 @@ use crate::plugin::{HandleError, Handled, Header, Message, StateAccess};
 use crate::publisher::Record;
 use crate::routing::Destination;
 
-/// The failure kind of a plugin that cannot be instantiated: never a dead
-/// letter, the runner stops instead.
-const UNAVAILABLE: &str = "unavailable";
+/// Why a record was not placed on a partition.
+enum Unplaced {
+    /// The record's fault: dead-lettered with this failure.
+    DeadLetter(Failure),
+    /// The plugin cannot be instantiated to read the record's routing: not
+    /// the record's fault, so never a dead letter; the runner stops instead.
+    PluginUnavailable(String),
+}
+
+impl From<Failure> for Unplaced {
+    fn from(failure: Failure) -> Self {
+        Unplaced::DeadLetter(failure)
+    }
+}
 
 /// What becomes of one input message.
 pub(super) enum Outcome {
@@ -115,10 +126,8 @@ impl Worker {
                 }
                 Ok(Placement::Forward { partition, key }) => Some(Outcome::Forward { partition, key }),
                 // Not the record's fault: stop rather than dead-letter good input.
-                Err(failure) if failure.kind == UNAVAILABLE => {
-                    return Err(RunnerError::PluginUnavailable(failure.reason));
-                }
-                Err(failure) => Some(Outcome::DeadLetter(failure)),
+                Err(Unplaced::PluginUnavailable(reason)) => return Err(RunnerError::PluginUnavailable(reason)),
+                Err(Unplaced::DeadLetter(failure)) => Some(Outcome::DeadLetter(failure)),
             };
             outcomes.push(outcome);
         }
@@ -159,7 +168,7 @@ impl Worker {
         action: &str,
         input: &InputRecord<'_>,
         message: &Message<'_>,
-    ) -> Result<Placement, Failure> {
+    ) -> Result<Placement, Unplaced> {
         let Some(kind) = self.topology.routing_kind(action) else { return Ok(Placement::Here) };
         let event_id = self.identity.event_id;
         let partitions = self.router.partitions();
@@ -182,8 +191,8 @@ impl Worker {
                     .map_err(|reason| Failure::new("unroutable", reason))?,
             ),
             Ok(None) => None,
-            Err(HandleError::Unavailable(reason)) => return Err(Failure::new(UNAVAILABLE, reason)),
-            Err(err) => return Err(Failure::from(&err)),
+            Err(HandleError::Unavailable(reason)) => return Err(Unplaced::PluginUnavailable(reason)),
+            Err(err) => return Err(Failure::from(&err).into()),
         };
         match (by_key, by_value) {
             (Some(key), Some(value)) if key.0 != value.0 => Err(Failure::new(
@@ -192,14 +201,16 @@ impl Worker {
                     "the key routes the record to partition {} but its value's business key to partition {}",
                     key.0, value.0
                 ),
-            )),
+            )
+            .into()),
             // A value the plugin cannot read: the key decides, and the
             // plugin dead-letters the value when it handles it.
             (Some(home), _) | (None, Some(home)) => Ok(input::placement(input.partition, home)),
             (None, None) => Err(Failure::new(
                 "unroutable",
                 "the record has no key of the topic's format and the plugin found no routing in its value",
-            )),
+            )
+            .into()),
         }
     }
 

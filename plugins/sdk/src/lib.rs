@@ -64,12 +64,6 @@ mod guest;
 
 pub use message::{Header, Message};
 pub use plugin::Plugin;
-/// `json!` from serde_json, so that a plugin needs no direct dependency on it.
-pub use serde_json::json;
-pub use state::State;
-/// The domain's messages and names (`BookingStatusChanged`, action names, …).
-pub use turnstile_protocol as domain;
-pub use turnstile_protocol::{HandleError, LogLevel, MemoryStore, Output, Routing, Store};
 /// serde, so that a plugin needs no direct dependency on it. Deriving
 /// through the re-export needs serde told where it is:
 ///
@@ -91,6 +85,12 @@ pub use turnstile_protocol::{HandleError, LogLevel, MemoryStore, Output, Routing
 pub use serde;
 /// serde_json, so that a plugin needs no direct dependency on it.
 pub use serde_json;
+/// `json!` from serde_json, so that a plugin needs no direct dependency on it.
+pub use serde_json::json;
+pub use state::State;
+/// The domain's messages and names (`BookingStatusChanged`, action names, …).
+pub use turnstile_protocol as domain;
+pub use turnstile_protocol::{HandleError, LogLevel, MemoryStore, Output, Routing, Store};
 
 /// Everything a handler usually names, and the `alloc` items a `no_std`
 /// crate would otherwise import one by one.
