@@ -2,6 +2,7 @@
 //! or, when that would be too large to produce, a stub that keeps the why
 //! and the where.
 
+use crate::plugin::HandleError;
 /// Header names on every dead letter.
 pub mod header {
     pub const ERROR: &str = "turnstile.error";
@@ -15,23 +16,68 @@ pub mod header {
     pub const STUB: &str = "turnstile.stub";
 }
 
-/// Why a record is dead-lettered: a short machine-readable kind (`invalid`,
-/// `trap`, `timeout`, `limit`, `unroutable`, …) and a reason for people.
+/// What kind of failure dead-lettered a record; its name is the
+/// `turnstile.error` header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// Not a message the plugin (or the host) accepts.
+    Invalid,
+    /// A transient failure that outlasted its retries.
+    Transient,
+    /// The plugin trapped (panicked) on it.
+    Trap,
+    /// The plugin ran past its deadline on it.
+    Timeout,
+    /// It, or what the plugin made of it, exceeds a limit.
+    Limit,
+    /// Neither its key nor its value says which partition it belongs on.
+    Unroutable,
+}
+
+impl FailureKind {
+    /// The header's value: `invalid`, `transient`, `trap`, `timeout`,
+    /// `limit` or `unroutable`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureKind::Invalid => "invalid",
+            FailureKind::Transient => "transient",
+            FailureKind::Trap => "trap",
+            FailureKind::Timeout => "timeout",
+            FailureKind::Limit => "limit",
+            FailureKind::Unroutable => "unroutable",
+        }
+    }
+}
+
+/// Why a record is dead-lettered: its kind and a reason for people.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Failure {
-    pub kind: &'static str,
+    pub kind: FailureKind,
     pub reason: String,
 }
 
 impl Failure {
-    pub fn new(kind: &'static str, reason: impl Into<String>) -> Self {
+    pub fn new(kind: FailureKind, reason: impl Into<String>) -> Self {
         Failure { kind, reason: reason.into() }
     }
 }
 
-impl From<&crate::plugin::HandleError> for Failure {
-    fn from(e: &crate::plugin::HandleError) -> Self {
-        Failure { kind: e.kind(), reason: e.reason() }
+/// A plugin's failure on a record, as a dead letter; an unavailable plugin
+/// is no fault of the record's and is never one (the reason is returned:
+/// the runner stops instead).
+impl TryFrom<&HandleError> for Failure {
+    type Error = String;
+
+    fn try_from(e: &HandleError) -> Result<Self, String> {
+        let kind = match e {
+            HandleError::Invalid(_) => FailureKind::Invalid,
+            HandleError::Transient(_) => FailureKind::Transient,
+            HandleError::Trap(_) => FailureKind::Trap,
+            HandleError::Timeout(_) => FailureKind::Timeout,
+            HandleError::Limit(_) => FailureKind::Limit,
+            HandleError::Unavailable(reason) => return Err(reason.clone()),
+        };
+        Ok(Failure { kind, reason: e.reason() })
     }
 }
 
@@ -72,7 +118,7 @@ impl DeadLetter<'_> {
     /// The headers to attach, as owned strings.
     pub fn headers(&self) -> Vec<(&'static str, String)> {
         vec![
-            (header::ERROR, self.failure.kind.to_owned()),
+            (header::ERROR, self.failure.kind.as_str().to_owned()),
             (header::REASON, self.failure.reason.clone()),
             (header::PLUGIN_SERVICE, self.plugin_service.to_owned()),
             (header::PLUGIN_VERSION, self.plugin_version.to_owned()),
@@ -135,8 +181,23 @@ fn truncate(mut s: String, max: usize) -> String {
 mod tests {
     use super::*;
 
+    #[test]
+    fn a_plugin_failure_keeps_its_kind_name_and_an_unavailable_plugin_is_no_dead_letter() {
+        for e in [
+            HandleError::Invalid("bad".into()),
+            HandleError::Transient("later".into()),
+            HandleError::Trap("panic".into()),
+            HandleError::Timeout(5),
+            HandleError::Limit("too big".into()),
+        ] {
+            let failure = Failure::try_from(&e).expect("a dead letter");
+            assert_eq!((failure.kind.as_str(), failure.reason), (e.kind(), e.reason()));
+        }
+        assert_eq!(Failure::try_from(&HandleError::Unavailable("gone".into())), Err("gone".to_owned()));
+    }
+
     fn letter(key: &[u8], payload: &[u8], original: &[(String, Vec<u8>)], reason: &str) -> Letter {
-        let failure = Failure::new("invalid", reason);
+        let failure = Failure::new(FailureKind::Invalid, reason);
         let dl = DeadLetter {
             failure: &failure,
             plugin_service: "ticketing-service",

@@ -15,7 +15,7 @@ use rdkafka::Message as _;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::BorrowedMessage;
 
-use super::dlq::{self, DeadLetter, Failure};
+use super::dlq::{self, DeadLetter, Failure, FailureKind};
 use super::input::{self, InputRecord, Placement};
 use super::rebalance::{RunnerContext, Shared, lock};
 use super::turn::Turn;
@@ -89,7 +89,7 @@ impl Worker {
                 );
             }
             let Some(payload) = input.payload else {
-                let failure = Failure::new("invalid", "a tombstone (null value) is not a message");
+                let failure = Failure::new(FailureKind::Invalid, "a tombstone (null value) is not a message");
                 outcomes.push(Some(Outcome::DeadLetter(failure)));
                 continue;
             };
@@ -122,7 +122,7 @@ impl Worker {
                          exceed runner.max_record_bytes ({max})",
                         key.len()
                     );
-                    Some(Outcome::DeadLetter(Failure::new("limit", reason)))
+                    Some(Outcome::DeadLetter(Failure::new(FailureKind::Limit, reason)))
                 }
                 Ok(Placement::Forward { partition, key }) => Some(Outcome::Forward { partition, key }),
                 // Not the record's fault: stop rather than dead-letter good input.
@@ -188,15 +188,16 @@ impl Worker {
         let by_value = match routed {
             Ok(Some(routing)) => Some(
                 input::place_by_routing(event_id, kind, &routing, partitions)
-                    .map_err(|reason| Failure::new("unroutable", reason))?,
+                    .map_err(|reason| Failure::new(FailureKind::Unroutable, reason))?,
             ),
             Ok(None) => None,
-            Err(HandleError::Unavailable(reason)) => return Err(Unplaced::PluginUnavailable(reason)),
-            Err(err) => return Err(Failure::from(&err).into()),
+            Err(err) => {
+                return Err(Failure::try_from(&err).map_or_else(Unplaced::PluginUnavailable, Unplaced::DeadLetter));
+            }
         };
         match (by_key, by_value) {
             (Some(key), Some(value)) if key.0 != value.0 => Err(Failure::new(
-                "unroutable",
+                FailureKind::Unroutable,
                 format!(
                     "the key routes the record to partition {} but its value's business key to partition {}",
                     key.0, value.0
@@ -207,7 +208,7 @@ impl Worker {
             // plugin dead-letters the value when it handles it.
             (Some(home), _) | (None, Some(home)) => Ok(input::placement(input.partition, home)),
             (None, None) => Err(Failure::new(
-                "unroutable",
+                FailureKind::Unroutable,
                 "the record has no key of the topic's format and the plugin found no routing in its value",
             )
             .into()),
@@ -259,12 +260,12 @@ impl Worker {
                         backoff = (backoff * 2).min(cap);
                         break;
                     }
-                    Err(HandleError::Transient(reason)) => Outcome::DeadLetter(Failure::from(&HandleError::Transient(
+                    Err(HandleError::Transient(reason)) => Outcome::DeadLetter(Failure::new(
+                        FailureKind::Transient,
                         format!("{reason} (gave up after {retries} retries)"),
-                    ))),
+                    )),
                     // Not the message's fault: stop rather than dead-letter good input.
-                    Err(HandleError::Unavailable(reason)) => return Err(RunnerError::PluginUnavailable(reason)),
-                    Err(err) => Outcome::DeadLetter(Failure::from(&err)),
+                    Err(err) => Outcome::DeadLetter(Failure::try_from(&err).map_err(RunnerError::PluginUnavailable)?),
                 };
                 outcomes.push(outcome);
                 (retries, backoff) = (0, first_backoff);
@@ -283,14 +284,14 @@ impl Worker {
             let destination = self
                 .router
                 .route(&output)
-                .map_err(|e| Failure::new("invalid", format!("plugin output cannot be routed: {e}")))?;
+                .map_err(|e| Failure::new(FailureKind::Invalid, format!("plugin output cannot be routed: {e}")))?;
             let size = dlq::record_size(destination.key.len(), output.payload.len(), []);
             if size > max {
                 let reason = format!(
                     "output `{}` would be a record of {size} bytes, over runner.max_record_bytes ({max})",
                     output.action
                 );
-                return Err(Failure::new("limit", reason));
+                return Err(Failure::new(FailureKind::Limit, reason));
             }
             routed.push((destination, output.payload, output.critical));
         }
@@ -344,7 +345,7 @@ impl Worker {
                 })
             }
             Outcome::DeadLetter(failure) => {
-                tracing::warn!(topic = input.topic, partition = input.partition, offset = input.offset, kind = failure.kind, reason = %crate::plugin::loggable(&failure.reason), "message dead-lettered");
+                tracing::warn!(topic = input.topic, partition = input.partition, offset = input.offset, kind = failure.kind.as_str(), reason = %crate::plugin::loggable(&failure.reason), "message dead-lettered");
                 let letter = DeadLetter {
                     failure: &failure,
                     plugin_service: &self.identity.service,
