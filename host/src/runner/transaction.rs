@@ -652,6 +652,89 @@ mod tests {
         txn
     }
 
+    /// A transaction with a commit in flight that ends with `outcome` (the
+    /// older transaction, first offsets `in[0]` 5 and `in[1]` 2, writing
+    /// `seat = committing`), and a newer one open on top of it (first
+    /// offsets `in[0]` 9 and `in[2]` 4, writing `seat = open`, one record
+    /// held until it can begin).
+    fn pipeline(outcome: Result<Finished, TxnError>) -> (Transaction, ServiceState) {
+        use crate::plugin::StateAccess;
+        let mut txn = Transaction::new(stranded_producer(), "changelog".into(), Duration::from_secs(5));
+        let mut state = ServiceState::default();
+        state.select(0);
+        state.put(b"seat", b"committing");
+        state.start_commit();
+        txn.in_flight = Some(InFlight {
+            handle: std::thread::spawn(move || outcome),
+            group: Arc::default(),
+            last: HashMap::new(),
+            first: [(("in".to_owned(), 0), 5), (("in".to_owned(), 1), 2)].into(),
+            messages: 2,
+            since: Instant::now(),
+        });
+        txn.ensure_open().expect("opens without the broker while a commit is in flight");
+        txn.record_input("in", 0, 9);
+        txn.record_input("in", 2, 4);
+        state.put(b"seat", b"open");
+        let record = Record { topic: "out", partition: 0, key: b"k", payload: b"v", headers: &[] };
+        txn.send(record).expect("held");
+        (txn, state)
+    }
+
+    fn sorted(mut rewind: Vec<(InputPartition, i64)>) -> Vec<(InputPartition, i64)> {
+        rewind.sort();
+        rewind
+    }
+
+    fn seat(state: &mut ServiceState) -> Option<Vec<u8>> {
+        crate::plugin::StateAccess::get(state, b"seat")
+    }
+
+    #[test]
+    fn a_failed_commit_drops_the_transaction_built_on_it_and_rewinds_to_the_earliest_offsets_of_both() {
+        let (mut txn, mut state) = pipeline(Err(TxnError::Aborted(KafkaError::Canceled)));
+        let settled = txn.settle(&mut state, true);
+        assert!(matches!(settled, Some(Err(TxnError::Aborted(_)))), "{settled:?}");
+        assert_eq!(seat(&mut state), None, "the writes of both transactions are gone");
+        assert!(!txn.is_open() && !txn.is_committing() && txn.held.is_empty(), "nothing of either is left");
+        assert_eq!(
+            sorted(txn.take_rewind()),
+            [(("in".into(), 0), 5), (("in".into(), 1), 2), (("in".into(), 2), 4)],
+            "every input of both is read again, from the older one's first offsets"
+        );
+        assert!(txn.take_landed().is_empty(), "nothing landed");
+    }
+
+    #[test]
+    fn a_landed_commit_whose_successor_cannot_begin_keeps_its_state_and_rewinds_only_the_successor() {
+        // The stranded producer is not transactional: the open transaction
+        // cannot begin once the commit lands, as after a fencing.
+        let (mut txn, mut state) = pipeline(Ok((HashMap::new(), Instant::now())));
+        let settled = txn.settle(&mut state, true);
+        assert!(matches!(settled, Some(Err(_))), "the successor could not begin: {settled:?}");
+        assert_eq!(seat(&mut state), Some(b"committing".to_vec()), "the landed writes are committed state");
+        assert_eq!(txn.take_landed().len(), 1, "the commit landed");
+        assert!(!txn.is_open() && txn.held.is_empty(), "the successor is dropped");
+        assert_eq!(
+            sorted(txn.take_rewind()),
+            [(("in".into(), 0), 9), (("in".into(), 2), 4)],
+            "only the successor's inputs are read again"
+        );
+    }
+
+    #[test]
+    fn an_abort_while_a_failing_commit_is_in_flight_rewinds_both() {
+        let (mut txn, mut state) = pipeline(Err(TxnError::Aborted(KafkaError::Canceled)));
+        let rewind = txn.abort(&mut state).expect("nothing fatal");
+        assert_eq!(seat(&mut state), None);
+        assert_eq!(
+            sorted(rewind),
+            [(("in".into(), 0), 5), (("in".into(), 1), 2), (("in".into(), 2), 4)],
+            "the failed commit's inputs are read again with the aborted one's"
+        );
+        assert!(!txn.is_open() && !txn.is_committing());
+    }
+
     #[test]
     fn a_commit_that_does_not_land_in_time_fails_and_rewinds() {
         let mut txn = hung_commit(Duration::from_millis(300));
