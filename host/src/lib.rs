@@ -14,7 +14,8 @@ pub mod http;
 pub mod load;
 pub mod naming;
 pub mod partition;
-pub mod plugin;
+/// The WebAssembly runtime, its own crate (no Kafka in it).
+pub use turnstile_wasm as plugin;
 pub mod publisher;
 pub mod routing;
 pub mod runner;

@@ -49,7 +49,7 @@ fn fixtures() -> &'static Fixtures {
 
 /// The engine settings `turnstile deploy` uses with `cache_dir`.
 fn settings(cache_dir: &Path) -> EngineSettings {
-    EngineSettings::from_config(&PluginConfig { cache_dir: cache_dir.to_owned(), ..PluginConfig::default() })
+    PluginConfig { cache_dir: cache_dir.to_owned(), ..PluginConfig::default() }.engine_settings()
 }
 
 /// `bytes` with a custom section appended (valid anywhere in a component).

@@ -12,7 +12,7 @@ use std::process::{Command, ExitCode, Stdio};
 use anyhow::Context;
 use serde::Deserialize;
 use turnstile::config::Overrides;
-use turnstile::plugin::{EngineSettings, PluginEngine};
+use turnstile::plugin::PluginEngine;
 
 use super::UsageError;
 use crate::cli::{BuildArgs, GlobalArgs};
@@ -45,7 +45,7 @@ pub fn run(global: &GlobalArgs, args: BuildArgs) -> anyhow::Result<ExitCode> {
     let wasm = cargo_build(&manifest)?;
     let bytes = std::fs::read(&wasm).with_context(|| format!("cannot read {}", wasm.display()))?;
 
-    let engine = PluginEngine::new(EngineSettings::from_config(&config.plugin))?;
+    let engine = PluginEngine::new(config.plugin.engine_settings())?;
     let refused = |e: &dyn std::fmt::Display| UsageError(format!("{}: {e}", wasm.display()));
     let plugin = engine.load_bytes(&bytes).map_err(|e| refused(&e))?;
     let manifest = plugin.manifest();

@@ -10,7 +10,7 @@ use std::process::ExitCode;
 
 use turnstile::config::{Config, Overrides};
 use turnstile::deploy::{self, DeployError, Installed, Store};
-use turnstile::plugin::{EngineSettings, PluginEngine};
+use turnstile::plugin::PluginEngine;
 
 use super::UsageError;
 use crate::cli::{DeployArgs, GlobalArgs};
@@ -21,7 +21,7 @@ pub fn run(global: &GlobalArgs, args: DeployArgs) -> anyhow::Result<ExitCode> {
     let bytes = std::fs::read(file).map_err(|e| UsageError(format!("cannot read {}: {e}", file.display())))?;
     // The runner's engine settings, so that the compiled code cached here is
     // the code a service starting from this version looks up.
-    let engine = PluginEngine::new(EngineSettings::from_config(&config.plugin))?;
+    let engine = PluginEngine::new(config.plugin.engine_settings())?;
     let checked =
         deploy::check(&engine, bytes, store.service(), &config.topology()).map_err(|e| failure(e, Some(file)))?;
     match store.install(&checked).map_err(|e| failure(e, Some(file)))? {

@@ -42,7 +42,7 @@ use serde_json::Value;
 use turnstile::config::Overrides;
 use turnstile::naming::{self, CLIENT, TopicKind, TopicName};
 
-use turnstile::plugin::{EngineSettings, MemoryState, Message, PluginEngine, PluginInstance};
+use turnstile::plugin::{MemoryState, Message, PluginEngine, PluginInstance};
 use turnstile::routing::{self, Router};
 use turnstile::topology::Topology;
 
@@ -56,7 +56,7 @@ pub fn run(global: &GlobalArgs, args: ReplayArgs) -> anyhow::Result<ExitCode> {
     let partitions = config.kafka.partitions;
     let event_id = args.event;
 
-    let engine = PluginEngine::new(EngineSettings::from_config(&config.plugin))?;
+    let engine = PluginEngine::new(config.plugin.engine_settings())?;
     let plugin =
         engine.load_file(&args.plugin).map_err(|e| UsageError(format!("plugin {}: {e}", args.plugin.display())))?;
     let service = plugin.service().to_owned();

@@ -9,7 +9,7 @@ use turnstile::admin::{AdminError, Cluster};
 use turnstile::config::{Config, Overrides};
 use turnstile::deploy::{Store, Watcher};
 use turnstile::http::{self, probes::Readiness};
-use turnstile::plugin::{EngineSettings, LoadedPlugin, PluginEngine};
+use turnstile::plugin::{LoadedPlugin, PluginEngine};
 use turnstile::runner::metrics::Metrics;
 use turnstile::runner::{Identity, Reloader, Runner, RunnerError, heartbeat, supervisor};
 
@@ -31,7 +31,7 @@ pub fn run(global: &GlobalArgs, args: RunArgs) -> anyhow::Result<ExitCode> {
         .ok_or_else(|| super::UsageError("which service? give --service or set service.name".into()))?;
     let event_id =
         config.service.event_id.ok_or_else(|| super::UsageError("which event? give --event or set EVENT_ID".into()))?;
-    let engine = PluginEngine::new(EngineSettings::from_config(&config.plugin))?;
+    let engine = PluginEngine::new(config.plugin.engine_settings())?;
     let identity = Identity::from_config(&config, &service, event_id);
     // A plugin that cannot run is the user's to fix (exit 2), found before
     // anything else starts.

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
+use turnstile_wasm::{EngineSettings, PluginLimits};
 
 /// The WebAssembly sandbox.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -55,24 +56,62 @@ impl Default for PluginConfig {
             .map(PathBuf::from)
             .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
             .unwrap_or_else(|| PathBuf::from(".turnstile"));
+        // The sandbox's own defaults, so that the two cannot drift apart.
+        let engine = EngineSettings::default();
+        let limits = PluginLimits::default();
+        let n = |v: usize| v as u64;
         PluginConfig {
-            deadline_ms: 1000,
-            memory_limit_mib: 64,
+            deadline_ms: u64::try_from(engine.deadline.as_millis()).unwrap_or(u64::MAX),
+            memory_limit_mib: n(engine.memory_limit >> 20),
             cache_dir: cache_root.join("turnstile").join("compiled"),
             plugins_dir: PathBuf::from(".turnstile/plugins"),
-            max_pending_state_bytes: 8 << 20,
-            max_key_bytes: 1024,
-            max_value_bytes: 256 << 10,
-            max_outputs: 64,
-            max_output_bytes: 2 << 20,
-            max_log_lines: 32,
-            max_log_bytes: 8 << 10,
-            max_manifest_string_bytes: 128,
-            max_manifest_actions: 32,
-            max_table_elements: 100_000,
-            max_component_bytes: 32 << 20,
-            max_compile_ms: 60_000,
-            perf_map: false,
+            max_pending_state_bytes: n(limits.max_pending_state_bytes),
+            max_key_bytes: n(limits.max_key_bytes),
+            max_value_bytes: n(limits.max_value_bytes),
+            max_outputs: n(limits.max_outputs),
+            max_output_bytes: n(limits.max_output_bytes),
+            max_log_lines: u64::from(limits.max_log_lines),
+            max_log_bytes: n(limits.max_log_bytes),
+            max_manifest_string_bytes: n(limits.max_manifest_string_bytes),
+            max_manifest_actions: n(limits.max_manifest_actions),
+            max_table_elements: n(limits.max_table_elements),
+            max_component_bytes: n(limits.max_component_bytes),
+            max_compile_ms: u64::try_from(limits.max_compile.as_millis()).unwrap_or(u64::MAX),
+            perf_map: engine.perf_map,
+        }
+    }
+}
+
+impl PluginConfig {
+    /// The engine this section configures.
+    pub fn engine_settings(&self) -> EngineSettings {
+        let mib = usize::try_from(self.memory_limit_mib).unwrap_or(usize::MAX / (1 << 20));
+        EngineSettings {
+            deadline: std::time::Duration::from_millis(self.deadline_ms),
+            memory_limit: mib.saturating_mul(1 << 20),
+            cache_dir: Some(self.cache_dir.clone()),
+            limits: self.limits(),
+            perf_map: self.perf_map,
+            ..EngineSettings::default()
+        }
+    }
+
+    /// What one message may cost a plugin under this section.
+    pub fn limits(&self) -> PluginLimits {
+        let size = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
+        PluginLimits {
+            max_pending_state_bytes: size(self.max_pending_state_bytes),
+            max_key_bytes: size(self.max_key_bytes),
+            max_value_bytes: size(self.max_value_bytes),
+            max_outputs: size(self.max_outputs),
+            max_output_bytes: size(self.max_output_bytes),
+            max_log_lines: u32::try_from(self.max_log_lines).unwrap_or(u32::MAX),
+            max_log_bytes: size(self.max_log_bytes),
+            max_manifest_string_bytes: size(self.max_manifest_string_bytes),
+            max_manifest_actions: size(self.max_manifest_actions),
+            max_table_elements: size(self.max_table_elements),
+            max_component_bytes: size(self.max_component_bytes),
+            max_compile: std::time::Duration::from_millis(self.max_compile_ms),
         }
     }
 }

@@ -6,7 +6,7 @@ use super::state::StateAccess;
 
 wasmtime::component::bindgen!({
     world: "plugin",
-    path: "../wit",
+    path: "../../wit",
 });
 
 pub use self::turnstile::plugin::types;

@@ -3,9 +3,8 @@
 //! ([`HandleError::Limit`](super::HandleError::Limit), dead-lettered with the
 //! limit named); the host and the other partitions never notice.
 
-use crate::config::PluginConfig;
-
-/// The limits of `[plugin]`, in bytes and counts.
+/// What one message may cost, in bytes and counts (`[plugin]` in the
+/// host's configuration).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PluginLimits {
     /// Bytes of state writes (keys plus values) one message may return;
@@ -36,28 +35,21 @@ pub struct PluginLimits {
 }
 
 impl Default for PluginLimits {
+    /// The defaults of `[plugin]` (its configuration takes them from here).
     fn default() -> Self {
-        Self::from_config(&PluginConfig::default())
-    }
-}
-
-impl PluginLimits {
-    /// The limits of a `[plugin]` section.
-    pub fn from_config(c: &PluginConfig) -> Self {
-        let size = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
         PluginLimits {
-            max_pending_state_bytes: size(c.max_pending_state_bytes),
-            max_key_bytes: size(c.max_key_bytes),
-            max_value_bytes: size(c.max_value_bytes),
-            max_outputs: size(c.max_outputs),
-            max_output_bytes: size(c.max_output_bytes),
-            max_log_lines: u32::try_from(c.max_log_lines).unwrap_or(u32::MAX),
-            max_log_bytes: size(c.max_log_bytes),
-            max_manifest_string_bytes: size(c.max_manifest_string_bytes),
-            max_manifest_actions: size(c.max_manifest_actions),
-            max_table_elements: size(c.max_table_elements),
-            max_component_bytes: size(c.max_component_bytes),
-            max_compile: std::time::Duration::from_millis(c.max_compile_ms),
+            max_pending_state_bytes: 8 << 20,
+            max_key_bytes: 1024,
+            max_value_bytes: 256 << 10,
+            max_outputs: 64,
+            max_output_bytes: 2 << 20,
+            max_log_lines: 32,
+            max_log_bytes: 8 << 10,
+            max_manifest_string_bytes: 128,
+            max_manifest_actions: 32,
+            max_table_elements: 100_000,
+            max_component_bytes: 32 << 20,
+            max_compile: std::time::Duration::from_secs(60),
         }
     }
 }

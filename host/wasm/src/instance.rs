@@ -519,7 +519,7 @@ impl From<wit::Output> for Output {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plugin::{EngineSettings, MemoryState, PluginEngine};
+    use crate::{EngineSettings, MemoryState, PluginEngine};
 
     #[test]
     fn a_call_copies_out_no_more_than_the_plugin_memory_holds() {

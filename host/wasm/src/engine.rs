@@ -10,7 +10,6 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 
 use super::PluginError;
 use super::PluginLimits;
-use crate::config::PluginConfig;
 
 /// How the engine runs plugins.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,21 +30,6 @@ pub struct EngineSettings {
     pub limits: PluginLimits,
     /// Tell `perf` the names of compiled plugin functions (`/tmp/perf-PID.map`).
     pub perf_map: bool,
-}
-
-impl EngineSettings {
-    /// The settings of a `[plugin]` configuration section.
-    pub fn from_config(config: &PluginConfig) -> Self {
-        let mib = usize::try_from(config.memory_limit_mib).unwrap_or(usize::MAX / (1 << 20));
-        EngineSettings {
-            deadline: Duration::from_millis(config.deadline_ms),
-            memory_limit: mib.saturating_mul(1 << 20),
-            cache_dir: Some(config.cache_dir.clone()),
-            limits: PluginLimits::from_config(config),
-            perf_map: config.perf_map,
-            ..EngineSettings::default()
-        }
-    }
 }
 
 impl Default for EngineSettings {
